@@ -1,0 +1,87 @@
+"""Single-task (STL) baselines, trained by the platform and cached (DESIGN.md §7).
+
+``stl_config(config, task)`` derives a task's STL config (same encoder and head, one task,
+same optimizer, schedule, epochs and seed); DSMTL-IL's first stage uses it too. Entries live
+under ``$MTL_CACHE`` (default ``~/.cache/mtl-platform``) keyed by the hash of the canonical
+STL config plus the platform's version, with their metrics and weights; an entry is written
+atomically (trained in a temporary folder, then renamed) under a lock for parallel sweeps.
+"""
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import runs
+from .config import config_hash, dump
+from .experiment import build_experiment
+from .registry import Registry
+from .trainer import Trainer
+
+STL_ARCHITECTURE = "hps"
+STL_WEIGHTING = "ew"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MTL_CACHE") or Path.home() / ".cache" / "mtl-platform")
+
+
+def stl_config(config: dict, task: str) -> dict:
+    """The STL counterpart of ``config`` for ``task``: one task, HPS (encoder + head), EW."""
+    out = copy.deepcopy(config)
+    out["domain"]["tasks"] = [task]
+    out["architecture"] = {"name": STL_ARCHITECTURE}
+    out["weighting"] = {"name": STL_WEIGHTING}
+    out["gradients"] = {"mode": "param"}
+    out["baselines"] = {"stl": False}
+    out["output"] = dict(out["output"], name=f"stl_{task}")
+    return out
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print) -> dict:
+    """The cached STL entry of ``task`` (trained now if absent): ``{hash, path, results}``."""
+    cfg = stl_config(config, task)
+    key = config_hash(cfg)
+    root = cache_root() / "stl"
+    entry = root / key
+    with _locked(root / f"{key}.lock"):
+        done = entry / runs.RESULTS_FILE
+        if done.exists():
+            echo(f"STL baseline for task {task!r}: reusing cached {key[:12]} ({entry})")
+            return {"hash": key, "path": str(entry), "results": json.loads(done.read_text()), "reused": True}
+        echo(f"STL baseline for task {task!r}: training ({key[:12]})")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=root))
+        try:
+            (tmp / runs.CONFIG_FILE).write_text(dump(cfg))
+            trainer = Trainer(build_experiment(cfg, registry), tmp, pm, stage=f"stl:{task}", echo=echo)
+            results = trainer.fit()
+            shutil.copyfile(trainer.selected_weights(), tmp / "weights.pt")
+            for name in ("model.pt", "best.pt", runs.CHECKPOINT_FILE):
+                (tmp / name).unlink(missing_ok=True)
+            results["run_dir"] = str(entry)
+            runs.write_json(tmp / runs.RESULTS_FILE, results)
+            os.replace(tmp, entry)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return {"hash": key, "path": str(entry), "results": results, "reused": False}
+
+
+def ensure_baselines(config: dict, tasks: list[str], registry: Registry, pm, echo=print) -> dict:
+    return {t: ensure_baseline(config, t, registry, pm, echo) for t in tasks}

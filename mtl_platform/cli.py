@@ -1,0 +1,145 @@
+"""The ``mtl`` command line (click). One top-level handler: a user error prints one line
+to stderr and exits 2; anything else is a bug and keeps its traceback (DESIGN.md §6).
+
+Heavy modules (torch, the trainer, matplotlib) are imported inside the commands, so
+``mtl --help`` stays fast and light.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import UserError
+
+KIND_ALIASES = {"architectures": "architecture", "weightings": "weighting", "domains": "domain"}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mtl-platform", prog_name="mtl")
+def cli():
+    """mtl-platform: multi-task learning from one YAML file, with STL baselines and safe-MTL reports."""
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set optimizer.lr=0.01 (repeatable).")
+@click.option("--disable", multiple=True, metavar="NAME",
+              help="Block a plugin (entry-point name) or a component (kind:name) (repeatable).")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue an interrupted run from its last checkpoint.")
+@click.option("--progress/--no-progress", default=None, help="Show progress bars (default: the config's).")
+def train(config, sets, disable, resume, progress):
+    """Train the experiment described by CONFIG (a YAML file)."""
+    from .session import train as run_train
+    from .trainer import NonFiniteLoss
+
+    if config is not None and resume is not None:
+        raise UserError("give either CONFIG or --resume RUN_DIR, not both")
+    try:
+        results = run_train(config, sets, disable, resume, progress=progress, echo=click.echo)
+    except NonFiniteLoss as exc:
+        click.echo(f"mtl: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"results: {results['run_dir']}/results.json")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for report.md, report.json and report_delta.png.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["md", "json", "png"]),
+              help="Which files to write (default: all).")
+def report(run_dirs, out, formats):
+    """Report Δ per task, Δp and η of one or more runs (seeds are grouped, methods compared)."""
+    from pathlib import Path
+
+    from .report import build_report, load_results, render_terminal, write_report
+
+    try:
+        rep = build_report(load_results(run_dirs))
+    except ValueError as exc:
+        raise UserError(f"mtl report: {exc}") from None
+    click.echo(render_terminal(rep))
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create folder ({exc.strerror})") from None
+    for path in write_report(rep, out, formats or ("md", "json", "png")):
+        click.echo(f"wrote {path}")
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False)
+@click.option("--disable", multiple=True, metavar="NAME", help="Block a plugin or component first.")
+def list_components(kind, disable):
+    """List registered components (architectures, weightings, domains, ...) with their parameters."""
+    from .registry import load
+
+    registry, _ = load(disable)
+    kinds = registry.kinds()
+    if kind is not None:
+        wanted = KIND_ALIASES.get(kind, kind)
+        if wanted not in kinds:
+            from .params import did_you_mean
+
+            names = sorted(set(kinds) | set(KIND_ALIASES))
+            raise UserError(f"mtl list: unknown kind {kind!r}{did_you_mean(kind, names)}; "
+                            f"kinds: {', '.join(names)}")
+        kinds = [wanted]
+    for k in kinds:
+        click.echo(f"{k}s:")
+        for comp in registry.components(k):
+            click.echo(f"  {comp.name}  [plugin {comp.plugin}: {comp.module}]")
+            if comp.summary:
+                click.echo(f"      {comp.summary}")
+            for p in comp.params:
+                default = "required" if p.required else repr(p.default)
+                click.echo(f"      {p.name}: {p.describe_allowed()} = {default}  {p.help}")
+        click.echo("")
+
+
+@cli.command()
+def plugins():
+    """List the loaded plugins and what each registered."""
+    import importlib.metadata
+
+    from .registry import ENTRY_POINT_GROUP, load
+
+    registry, pm = load()
+    dists = {ep.name: getattr(ep.dist, "name", "?") for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name, _plugin in sorted(pm.list_name_plugin()):
+        owned = [f"{k}:{c.name}" for k in registry.kinds() for c in registry.components(k) if c.plugin == name]
+        hooks = sorted(h.name for h in pm.get_hookcallers(_plugin) or [])
+        click.echo(f"{name}  (distribution {dists.get(name, '-')})")
+        click.echo(f"    components: {', '.join(owned) or '-'}")
+        click.echo(f"    hooks: {', '.join(hooks)}")
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``mtl`` console script."""
+    try:
+        cli.main(args=argv, prog_name="mtl", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"mtl: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.NoArgsIsHelp as exc:  # pragma: no cover - click >= 8.2
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click.ClickException as exc:
+        click.echo(f"mtl: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("mtl: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("mtl: interrupted; continue with: mtl train --resume RUN_DIR", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

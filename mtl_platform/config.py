@@ -1,0 +1,217 @@
+"""YAML experiment configs: read, override, validate and resolve (DESIGN.md §6).
+
+Everything is checked before anything is built: unknown keys at every level (with
+"did you mean"), required keys, allowed values and each component's declared parameters.
+Values are coerced to the declared types (PyYAML reads ``1e-3`` as a string).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from . import __version__
+from .errors import UserError
+from .params import Param, did_you_mean, resolve_params
+from .registry import Registry
+
+COMPONENT_SECTIONS = ("domain", "architecture", "weighting")
+
+FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
+    "gradients": (
+        Param("mode", str, "param", "differentiate w.r.t. shared parameters or the shared representation",
+              choices=("param", "rep")),
+    ),
+    "optimizer": (
+        Param("name", str, "adam", "optimizer", choices=("sgd", "adam", "adamw")),
+        Param("lr", float, 1e-3, "learning rate", minimum=0.0),
+        Param("weight_decay", float, 0.0, "weight decay", minimum=0.0),
+        Param("momentum", float, 0.9, "momentum (sgd)", minimum=0.0),
+        Param("nesterov", bool, False, "Nesterov momentum (sgd)"),
+        Param("betas", list, [0.9, 0.999], "Adam betas", item=float),
+    ),
+    "scheduler": (
+        Param("name", str, "none", "learning-rate schedule, stepped once per epoch",
+              choices=("none", "step", "cosine")),
+        Param("step_size", int, 10, "epochs between decays (step)", minimum=1),
+        Param("gamma", float, 0.1, "decay factor (step)", minimum=0.0),
+        Param("eta_min", float, 0.0, "final learning rate (cosine)", minimum=0.0),
+    ),
+    "train": (
+        Param("epochs", int, 10, "training epochs", minimum=1),
+        Param("seed", int, 0, "seed of weights, data order and every random draw"),
+        Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
+        Param("deterministic", bool, False, "torch.use_deterministic_algorithms (bit-for-bit on CUDA)"),
+        Param("select", str, "last", "which epoch is reported: the last, or the best on validation",
+              choices=("last", "val")),
+        Param("log_every", int, 50, "steps between loss logs and non-finite checks", minimum=1),
+        Param("checkpoint_every", int, 0, "also checkpoint every N steps inside an epoch (0: epoch ends only)",
+              minimum=0),
+        Param("progress", bool, True, "show tqdm progress bars"),
+    ),
+    "baselines": (
+        Param("stl", bool, False, "train (or reuse cached) single-task counterparts and report Δp, η"),
+    ),
+    "report": (
+        Param("formats", list, ["md", "json", "png"], "report files written into the run directory",
+              item=str, choices=("md", "json", "png")),
+    ),
+    "plugins": (
+        Param("disable", list, [], "plugins (entry-point names) or components (kind:name) to block",
+              item=str),
+    ),
+    "output": (
+        Param("root", str, "runs", "where run directories are created"),
+        Param("name", str, None, "run name (default: the config file's name)", optional=True),
+    ),
+}
+
+SECTIONS = COMPONENT_SECTIONS + tuple(FIXED_SECTIONS)
+REQUIRED_SECTIONS = ("domain",)
+DEFAULT_COMPONENTS = {"architecture": "hps", "weighting": "ew"}
+# Keys that change how a run is logged but not what it learns (left out of hashes).
+NON_DEFINING = {("train", "log_every"), ("train", "checkpoint_every"), ("train", "progress")}
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a config file with ``safe_load``; one clear line for every way it can be wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read config file ({type(exc).__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: dict, sets: Iterable[str]) -> tuple[dict, list[str]]:
+    """Apply ``--set a.b=c`` overrides (value read as a YAML scalar); return (config, keys set)."""
+    out = copy.deepcopy(raw)
+    keys = []
+    for item in sets:
+        key, eq, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or not all(parts):
+            raise UserError(f"--set {item!r}: expected key.path=value, e.g. --set optimizer.lr=0.01")
+        if parts[0] not in SECTIONS:
+            raise UserError(f"--set {key}: unknown section {parts[0]!r}{did_you_mean(parts[0], SECTIONS)}; "
+                            f"sections: {', '.join(SECTIONS)}")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed = value
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if isinstance(child, str) and i == 0 and part in COMPONENT_SECTIONS:
+                child = {"name": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a mapping")
+            node[part] = child
+            node = child
+        node[parts[-1]] = parsed
+        keys.append(".".join(parts))
+    return out, keys
+
+
+def disabled_plugins(raw: dict, extra: Iterable[str] = ()) -> list[str]:
+    """The ``plugins.disable`` list (plus ``--disable``), read before plugins are loaded."""
+    section = raw.get("plugins") or {}
+    if not isinstance(section, dict):
+        raise UserError(f"plugins: got {section!r}, expected a mapping")
+    found = Param("disable", list, [], item=str).coerce(section.get("disable", []) or [], "plugins.disable")
+    return list(dict.fromkeys(found + list(extra)))
+
+
+def _component(raw: Any, section: str, registry: Registry) -> dict:
+    if raw is None:
+        if section in DEFAULT_COMPONENTS:
+            raw = DEFAULT_COMPONENTS[section]
+        else:
+            raise UserError(f"{section}: missing required section (name one of: "
+                            f"{', '.join(registry.names(section))})")
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise UserError(f"{section}: got {raw!r}, expected a name or a mapping with 'name'")
+    name = raw.get("name")
+    if name is None:
+        raise UserError(f"{section}.name: missing required key (one of: {', '.join(registry.names(section))})")
+    if not isinstance(name, str):
+        raise UserError(f"{section}.name: got {name!r}, expected a string")
+    comp = registry.get(section, name, where=f"{section}.name")
+    return resolve_params(comp.params, raw, section)
+
+
+def resolve(raw: dict, registry: Registry, name: str | None = None, overridden: Iterable[str] = ()) -> dict:
+    """Validate ``raw`` and return the resolved config: every section present, defaults filled."""
+    try:
+        return _resolve(raw, registry, name)
+    except UserError as exc:
+        message = str(exc)
+        for key in overridden:
+            if message.startswith(key):
+                raise UserError(f"--set {message}") from None
+        raise
+
+
+def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
+    for key in raw:
+        if key not in SECTIONS:
+            raise UserError(f"{key}: unknown section{did_you_mean(str(key), SECTIONS)}; "
+                            f"sections: {', '.join(SECTIONS)}")
+    for key in REQUIRED_SECTIONS:
+        if raw.get(key) is None:
+            raise UserError(f"{key}: missing required section")
+    out: dict[str, Any] = {}
+    for section in COMPONENT_SECTIONS:
+        out[section] = _component(raw.get(section), section, registry)
+    for section, params in FIXED_SECTIONS.items():
+        given = raw.get(section)
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            raise UserError(f"{section}: got {given!r}, expected a mapping")
+        out[section] = resolve_params(params, given, section, reserved=())
+    if out["output"]["name"] is None:
+        out["output"]["name"] = name or "run"
+    return out
+
+
+def defining(config: dict) -> dict:
+    """The part of a resolved config that defines what is learned (no output, report, plugins, logging)."""
+    out = {k: copy.deepcopy(v) for k, v in config.items() if k not in ("output", "report", "plugins")}
+    for section, key in NON_DEFINING:
+        out.get(section, {}).pop(key, None)
+    return out
+
+
+def config_hash(config: dict, *, without: Iterable[tuple[str, str]] = ()) -> str:
+    """SHA-256 of the canonical defining config plus the platform's version."""
+    body = defining(config)
+    for section, key in without:
+        body.get(section, {}).pop(key, None)
+    text = json.dumps({"config": body, "version": __version__}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dump(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)

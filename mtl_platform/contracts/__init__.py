@@ -1,0 +1,9 @@
+"""The base contracts every component implements (DESIGN.md §2, §3)."""
+from .architecture import Architecture
+from .component import Configurable
+from .domain import Domain
+from .encoder import StagedEncoder
+from .task import Metric, Task
+from .weighting import Needs, Weighting
+
+__all__ = ["Architecture", "Configurable", "Domain", "Metric", "Needs", "StagedEncoder", "Task", "Weighting"]

@@ -1,0 +1,140 @@
+"""The task-domain contract and its default update protocol (DESIGN.md §3.3)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
+
+from ..batches import Batches, batch_indices, to_device
+from ..errors import UserError
+from ..params import Param, did_you_mean
+from .component import Configurable
+from .task import Task
+
+SPLITS = ("train", "val", "test")
+
+
+class Domain(Configurable):
+    """Data, tasks, encoder and heads, and how one batch becomes per-task losses.
+
+    Subclasses implement ``build_tasks``, ``dataset(split)``, ``encoder_factory`` and
+    ``head_factory``; the defaults of ``losses``, ``train_step`` and ``evaluate`` fit
+    ordinary supervised multi-task data whose batches are ``(inputs, {task: target})``.
+    Validation data must never be carved from the test split.
+    """
+
+    multi_input = False
+    base_params = (
+        Param("batch_size", int, 64, "training batch size", minimum=1),
+        Param("eval_batch_size", int, 512, "batch size for evaluation", minimum=1),
+        Param("tasks", list, None, "train only these tasks (default: all)", item=str, optional=True),
+        Param("drop_last", bool, False, "drop the last incomplete training batch"),
+        Param("num_workers", int, 0, "DataLoader workers for datasets without batched access", minimum=0),
+    )
+
+    def __init__(self, seed: int = 0, **params):
+        self.seed = int(seed)
+        self.config = params
+        all_tasks = self.build_tasks()
+        names = [t.name for t in all_tasks]
+        chosen = params.get("tasks")
+        if chosen:
+            for name in chosen:
+                if name not in names:
+                    raise UserError(f"domain.tasks: unknown task {name!r} of domain {self.name!r}"
+                                    f"{did_you_mean(name, names)}; tasks: {', '.join(names)}")
+            all_tasks = [t for t in all_tasks if t.name in chosen]
+        self.tasks: list[Task] = all_tasks
+        self._datasets: dict[str, Dataset] = {}
+
+    # -- what subclasses provide -------------------------------------------------------
+    def build_tasks(self) -> list[Task]:
+        raise NotImplementedError
+
+    def load_split(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def encoder_factory(self) -> nn.Module:
+        raise NotImplementedError
+
+    def head_factory(self, task: str) -> nn.Module:
+        raise NotImplementedError
+
+    # -- tasks ---------------------------------------------------------------------------
+    @property
+    def task_names(self) -> list[str]:
+        """The ordered loss terms the weighting sees."""
+        return [t.name for t in self.tasks]
+
+    @property
+    def eval_tasks(self) -> list[str]:
+        """The tasks ``evaluate`` reports (Δp and η use these)."""
+        return self.task_names
+
+    def task(self, name: str) -> Task:
+        return next(t for t in self.tasks if t.name == name)
+
+    def spec(self) -> dict:
+        return {t.name: t.spec() for t in self.tasks if t.name in self.eval_tasks}
+
+    # -- data ----------------------------------------------------------------------------
+    def dataset(self, split: str) -> Dataset:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        if split not in self._datasets:
+            self._datasets[split] = self.load_split(split)
+        return self._datasets[split]
+
+    def prepare(self) -> None:
+        """Load every split now, so a bad data path fails before a run directory exists."""
+        for split in SPLITS:
+            self.dataset(split)
+
+    def loaders(self, split: str, epoch: int = 0, start: int = 0) -> Batches:
+        """Batches of ``split``; training order is a pure function of (seed, epoch)."""
+        data = self.dataset(split)
+        train = split == "train"
+        size = self.config["batch_size"] if train else self.config["eval_batch_size"]
+        chunks = batch_indices(len(data), size, shuffle=train, seed=self.seed, epoch=epoch,
+                               drop_last=train and self.config["drop_last"])
+        return Batches(data, chunks, start=start, num_workers=self.config["num_workers"])
+
+    def split_train(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+        """Split the training set into two disjoint parts (search stages use this)."""
+        data = self.dataset("train")
+        g = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(len(data), generator=g).tolist()
+        k = int(round(fraction * len(data)))
+        return Subset(data, order[:k]), Subset(data, order[k:])
+
+    # -- the update protocol --------------------------------------------------------------
+    def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:
+        inputs, targets = batch
+        preds = model(inputs)
+        return {t.name: t.loss(preds[t.name], targets[t.name]) for t in self.tasks}
+
+    def train_step(self, batch, model: nn.Module, engine, optimizers) -> dict[str, Tensor]:
+        """The default protocol: losses, one engine backward, one optimizer step."""
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        losses = self.losses(batch, model)
+        engine.backward(losses)
+        for opt in optimizers:
+            opt.step()
+        return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, dict[str, float]]:
+        """Metrics of every evaluated task over the whole split, accumulated on the device."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        sums: dict[str, dict[str, Tensor]] = {t: {} for t in self.eval_tasks}
+        for batch in self.loaders(split):
+            inputs, targets = to_device(batch, device)
+            preds = model(inputs)
+            for name in self.eval_tasks:
+                for key, value in self.task(name).metric_sums(preds[name], targets[name]).items():
+                    sums[name][key] = sums[name][key] + value if key in sums[name] else value
+        model.train(was_training)
+        return {name: self.task(name).finalize(sums[name]) for name in self.eval_tasks}

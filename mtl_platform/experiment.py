@@ -1,0 +1,64 @@
+"""Compose a resolved config into domain, model, weighting, engine and optimizer (DESIGN.md §1).
+
+Nothing here names a method: every component comes from the registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .checkpoint import seed_everything
+from .contracts import Architecture, Domain, Weighting
+from .errors import UserError
+from .gradients import GradientEngine
+from .optim import build_optimizer, build_scheduler
+from .registry import Registry
+
+
+@dataclass
+class Experiment:
+    config: dict
+    domain: Domain
+    model: Architecture
+    weighting: Weighting
+    engine: GradientEngine
+    optimizers: list
+    scheduler: object
+    device: torch.device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: 'cuda' requested but no CUDA device is available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def _kwargs(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k != "name"}
+
+
+def build_domain(config: dict, registry: Registry) -> Domain:
+    comp = registry.get("domain", config["domain"]["name"])
+    domain = comp.cls(seed=config["train"]["seed"], **_kwargs(config["domain"]))
+    domain.prepare()
+    return domain
+
+
+def build_experiment(config: dict, registry: Registry, domain: Domain | None = None) -> Experiment:
+    train = config["train"]
+    device = resolve_device(train["device"])
+    seed_everything(train["seed"], train["deterministic"])
+    domain = domain or build_domain(config, registry)
+    arch = registry.get("architecture", config["architecture"]["name"]).cls
+    model: nn.Module = arch(domain.task_names, domain.encoder_factory, domain.head_factory,
+                            **_kwargs(config["architecture"])).to(device)
+    wcls = registry.get("weighting", config["weighting"]["name"]).cls
+    weighting = wcls(domain.task_names, **_kwargs(config["weighting"])).to(device)
+    engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"])
+    optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()))
+    scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
+    return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)

@@ -1,0 +1,187 @@
+"""The component registry, filled by pluggy plugins from the ``mtl_platform``
+entry-point group (DESIGN.md §4). Built-ins arrive exactly like third-party plugins.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import pkgutil
+from dataclasses import dataclass
+from typing import Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import UserError
+from .params import did_you_mean
+
+ENTRY_POINT_GROUP = "mtl_platform"
+CORE_KINDS = ("architecture", "weighting", "domain")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered class with the plugin (and module) it came from."""
+
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+    module: str
+
+    @property
+    def params(self):
+        return tuple(self.cls.declared_params())
+
+    @property
+    def summary(self) -> str:
+        doc = (self.cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class Registry:
+    """Components by kind and name. Duplicate names are an error naming both plugins."""
+
+    def __init__(self, disabled_components: Iterable[str] = ()):
+        self._items: dict[str, dict[str, Component]] = {k: {} for k in CORE_KINDS}
+        self._disabled = set(disabled_components)
+        self._seen_disabled: set[str] = set()
+        self._plugin = "<in-process>"
+
+    def bound(self, plugin: str) -> "Registry":
+        """This registry, recording ``plugin`` as the source of what is added next."""
+        self._plugin = plugin
+        return self
+
+    def add(self, kind: str, cls: type, name: str | None = None) -> None:
+        name = name or getattr(cls, "name", None)
+        if not name or not isinstance(name, str):
+            raise UserError(f"plugin {self._plugin!r}: {cls.__qualname__} has no 'name'")
+        key = f"{kind}:{name}"
+        if key in self._disabled:
+            self._seen_disabled.add(key)
+            return
+        table = self._items.setdefault(kind, {})
+        if name in table:
+            other = table[name]
+            raise UserError(f"duplicate {kind} {name!r}: registered by plugin {other.plugin!r} "
+                            f"({other.module}) and by plugin {self._plugin!r} ({cls.__module__}); "
+                            f"disable one with plugins.disable: [{kind}:{name}] or [<plugin name>]")
+        table[name] = Component(kind, name, cls, self._plugin, cls.__module__)
+
+    def add_architecture(self, cls: type) -> None:
+        self.add("architecture", cls)
+
+    def add_weighting(self, cls: type) -> None:
+        self.add("weighting", cls)
+
+    def add_domain(self, cls: type) -> None:
+        self.add("domain", cls)
+
+    def kinds(self) -> list[str]:
+        return list(self._items)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items.get(kind, {}))
+
+    def components(self, kind: str) -> list[Component]:
+        return [self._items[kind][n] for n in self.names(kind)]
+
+    def get(self, kind: str, name: str, where: str | None = None) -> Component:
+        table = self._items.get(kind)
+        if table is None:
+            raise UserError(f"unknown component kind {kind!r}; known: {', '.join(self.kinds())}")
+        if name not in table:
+            where = where or kind
+            known = ", ".join(sorted(table)) or "none registered"
+            hint = did_you_mean(str(name), table)
+            if f"{kind}:{name}" in self._disabled:
+                hint = " (it is disabled by plugins.disable)"
+            raise UserError(f"{where}: unknown {kind} {name!r}{hint}; known: {known}")
+        return table[name]
+
+    def unused_disables(self) -> set[str]:
+        return {d for d in self._disabled if d not in self._seen_disabled}
+
+
+def register_package(registry: Registry, package: str, path: Iterable[str]) -> None:
+    """Import every module of a plugin package and call its ``mtl_register``.
+
+    Built-in kinds use this, so a new file in ``plugins/weightings/`` is found without
+    reinstalling. A module that fails to import is named in one line.
+    """
+    for info in sorted(pkgutil.iter_modules(list(path)), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        full = f"{package}.{info.name}"
+        try:
+            module = importlib.import_module(full)
+        except Exception as exc:  # noqa: BLE001 - reported as one line
+            raise UserError(f"plugin module {full} failed to import: {type(exc).__name__}: {exc}") from exc
+        register = getattr(module, "mtl_register", None)
+        if register is not None:
+            register(registry=registry)
+
+
+def _entry_points():
+    seen = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if (ep.name, ep.value) in seen:
+            continue
+        seen.add((ep.name, ep.value))
+        yield ep
+
+
+def build_plugin_manager(disable: Iterable[str] = (), extra_plugins: Iterable = ()) -> pluggy.PluginManager:
+    """Load the entry-point plugins (minus the disabled ones) and any in-process plugins."""
+    disable = list(disable)
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    blocked = {d for d in disable if ":" not in d}
+    for ep in _entry_points():
+        if ep.name in blocked:
+            pm.set_blocked(ep.name)
+            continue
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - reported as one line
+            dist = getattr(getattr(ep, "dist", None), "name", "?")
+            raise UserError(f"plugin {ep.name!r} (distribution {dist}) failed to import: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        pm.register(plugin, name=ep.name)
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in blocked:
+            continue
+        pm.register(plugin, name=name)
+    return pm
+
+
+def build_registry(pm: pluggy.PluginManager, disable: Iterable[str] = ()) -> Registry:
+    """Call every plugin's ``mtl_register``, one at a time, so each component knows its plugin."""
+    disable = list(disable)
+    registry = Registry(d for d in disable if ":" in d)
+    for impl in reversed(pm.hook.mtl_register.get_hookimpls()):
+        impl.function(registry=registry.bound(impl.plugin_name))
+    known_plugins = {name for name, _ in pm.list_name_plugin()} | {
+        ep.name for ep in _entry_points()}
+    for d in disable:
+        if ":" in d:
+            continue
+        if d not in known_plugins:
+            raise UserError(f"plugins.disable: no plugin named {d!r}{did_you_mean(d, known_plugins)}; "
+                            f"plugins: {', '.join(sorted(known_plugins))}")
+    for d in sorted(registry.unused_disables()):
+        kind, _, name = d.partition(":")
+        candidates = [f"{k}:{n}" for k in registry.kinds() for n in registry.names(k)]
+        raise UserError(f"plugins.disable: no component {d!r}{did_you_mean(d, candidates)}")
+    return registry
+
+
+def load(disable: Iterable[str] = (), extra_plugins: Iterable = ()) -> tuple[Registry, pluggy.PluginManager]:
+    """The registry and plugin manager for one process or run."""
+    disable = list(disable)
+    pm = build_plugin_manager(disable, extra_plugins)
+    return build_registry(pm, disable), pm

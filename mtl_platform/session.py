@@ -1,0 +1,89 @@
+"""One ``mtl train``: read and validate the config, load data, train the STL baselines
+(or reuse them), train the multi-task model, write results and the report.
+
+The run directory is created only after the config validated and the data loaded, so a
+bad input never leaves a half-written run behind.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from . import registry as registry_mod
+from . import runs
+from .baselines import ensure_baselines
+from .checkpoint import atomic_write_text
+from .config import apply_overrides, config_hash, disabled_plugins, dump, read_yaml, resolve
+from .errors import UserError
+from .experiment import build_experiment
+
+
+def prepare(config_path: str | Path | None = None, sets: Iterable[str] = (), disable: Iterable[str] = (),
+            resume: str | Path | None = None, extra_plugins: Iterable = (), progress: bool | None = None):
+    """Validate everything; return (config, registry, pm, run_dir or None)."""
+    sets = list(sets)
+    if resume is not None:
+        run_dir = Path(resume)
+        if sets:
+            raise UserError("--set cannot be combined with --resume: a resumed run keeps its saved config")
+        if not (run_dir / runs.CONFIG_FILE).is_file():
+            raise UserError(f"--resume {run_dir}: not a run directory (no {runs.CONFIG_FILE})")
+        raw = read_yaml(run_dir / runs.CONFIG_FILE)
+        keys: list[str] = []
+        name = None
+    else:
+        if config_path is None:
+            raise UserError("mtl train: give a CONFIG file or --resume RUN_DIR")
+        raw, keys = apply_overrides(read_yaml(config_path), sets)
+        name = Path(config_path).stem
+        run_dir = None
+    disabled = disabled_plugins(raw, disable)
+    registry, pm = registry_mod.load(disabled, extra_plugins)
+    config = resolve(raw, registry, name=name, overridden=keys)
+    if disabled:
+        config["plugins"]["disable"] = disabled
+    if progress is not None:
+        config["train"]["progress"] = progress
+    return config, registry, pm, run_dir
+
+
+def experiment_label(config: dict) -> str:
+    return f"{config['architecture']['name']} + {config['weighting']['name']}"
+
+
+def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disable: Iterable[str] = (),
+          resume: str | Path | None = None, extra_plugins: Iterable = (), progress: bool | None = None,
+          echo=print) -> dict:
+    """Run ``mtl train``; return the results dict also written to ``results.json``."""
+    from .trainer import Trainer
+
+    config, registry, pm, run_dir = prepare(config_path, sets, disable, resume, extra_plugins, progress)
+    exp = build_experiment(config, registry)  # loads the data: a bad path fails here
+    if run_dir is None:
+        run_dir = runs.create_run_dir(config["output"]["root"], config["output"]["name"])
+        atomic_write_text(run_dir / runs.CONFIG_FILE, dump(config))
+        echo(f"run directory: {run_dir}")
+    baselines = None
+    if config["baselines"]["stl"]:
+        baselines = ensure_baselines(config, exp.domain.eval_tasks, registry, pm, echo)
+        runs.write_json(run_dir / runs.BASELINES_FILE, {
+            t: {"hash": b["hash"], "path": b["path"], "epoch": b["results"]["epoch"],
+                "val": b["results"]["val"][t], "test": b["results"]["test"][t]}
+            for t, b in baselines.items()})
+    reference = {t: b["results"]["val"][t] for t, b in baselines.items()} if baselines else None
+    extra = {
+        "config_name": config["output"]["name"],
+        "group": config_hash(config, without=[("train", "seed")]),
+        "label": experiment_label(config),
+        "stl": {t: b["results"]["test"][t] for t, b in baselines.items()} if baselines else None,
+        "stl_hashes": {t: b["hash"] for t, b in baselines.items()} if baselines else None,
+    }
+    trainer = Trainer(exp, run_dir, pm, stage="main", reference=reference, extra=extra, echo=echo)
+    results = trainer.fit(resume=resume is not None)
+    if baselines:
+        from .report import build_report, render_terminal, write_report
+
+        report = build_report([results])
+        echo(render_terminal(report))
+        write_report(report, run_dir, config["report"]["formats"])
+    return results

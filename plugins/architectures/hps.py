@@ -1,0 +1,43 @@
+"""Hard parameter sharing (Caruana 1993): one shared encoder, one head per task."""
+from __future__ import annotations
+
+from torch import nn
+
+from mtl_platform.contracts import Architecture
+from mtl_platform.hookspecs import hookimpl
+
+
+class HPS(Architecture):
+    """Hard parameter sharing: a shared encoder whose output ``rep`` every task head reads."""
+
+    name = "hps"
+    has_rep = True
+
+    def __init__(self, tasks, encoder_factory, head_factory, **params):
+        super().__init__(tasks, encoder_factory, head_factory, **params)
+        self.encoder = encoder_factory()
+        self.heads = nn.ModuleDict({t: head_factory(t) for t in self.tasks})
+
+    def forward(self, inputs):
+        if isinstance(inputs, dict):  # multi-input domains: each task its own batch
+            self.rep = None
+            return {t: self.heads[t](self.encoder(inputs[t])) for t in self.tasks}
+        self.rep = self.encoder(inputs)
+        return {t: self.heads[t](self.rep) for t in self.tasks}
+
+    def shared_parameters(self):
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task):
+        return list(self.heads[task].parameters())
+
+    def parameter_blocks(self):
+        stages = getattr(self.encoder, "stages", None)
+        if stages is None:
+            return [self.shared_parameters()]
+        return [list(s.parameters()) for s in stages if any(True for _ in s.parameters())]
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_architecture(HPS)

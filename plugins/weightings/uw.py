@@ -1,0 +1,34 @@
+"""Uncertainty weighting (Kendall, Gal, Cipolla, CVPR 2018, Eq. 7–8)."""
+import torch
+from torch import nn
+
+from mtl_platform.contracts import Weighting
+from mtl_platform.hookspecs import hookimpl
+from mtl_platform.params import Param
+
+
+class UW(Weighting):
+    """Uncertainty weighting: learnable s_t = log σ_t², objective Σ_t ½e^{−s_t} L_t + ½ s_t.
+
+    The model receives ∇ Σ_t w_t L_t with w_t = ½e^{−s_t} (detached); the s_t are learned
+    through the auxiliary loss Σ_t ½e^{−s_t} L_t + ½ s_t over the detached losses, whose
+    minimiser is s_t = log L_t.
+    """
+
+    name = "uw"
+    params = (Param("init", float, 0.0, "initial log-variance s_t of every task"),)
+
+    def __init__(self, tasks, init=0.0, **params):
+        super().__init__(tasks, init=init, **params)
+        self.log_var = nn.Parameter(torch.full((len(self.tasks),), float(init)))
+
+    def weights(self, losses, **computed):
+        return 0.5 * torch.exp(-self.log_var)
+
+    def aux_loss(self, losses):
+        return (0.5 * torch.exp(-self.log_var) * losses + 0.5 * self.log_var).sum()
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(UW)
