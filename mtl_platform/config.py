@@ -61,7 +61,7 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
               item=str, choices=("md", "json", "png")),
     ),
     "plugins": (
-        Param("disable", list, [], "plugins (entry-point names) or components (kind:name) to block",
+        Param("disable", list, [], "plugins (entry-point names) or components (kind:name, or kind:name@plugin) to block",
               item=str),
     ),
     "output": (

@@ -40,7 +40,11 @@ class Component:
 
 
 class Registry:
-    """Components by kind and name. Duplicate names are an error naming both plugins."""
+    """Components by kind and name. Duplicate names are an error naming both plugins.
+
+    ``disabled_components`` holds ``kind:name`` (blocked from every plugin) or
+    ``kind:name@plugin`` (blocked from that plugin only, so another can replace it).
+    """
 
     def __init__(self, disabled_components: Iterable[str] = ()):
         self._items: dict[str, dict[str, Component]] = {k: {} for k in CORE_KINDS}
@@ -58,15 +62,16 @@ class Registry:
         if not name or not isinstance(name, str):
             raise UserError(f"plugin {self._plugin!r}: {cls.__qualname__} has no 'name'")
         key = f"{kind}:{name}"
-        if key in self._disabled:
-            self._seen_disabled.add(key)
-            return
+        for blocked in (key, f"{key}@{self._plugin}"):
+            if blocked in self._disabled:
+                self._seen_disabled.add(blocked)
+                return
         table = self._items.setdefault(kind, {})
         if name in table:
             other = table[name]
             raise UserError(f"duplicate {kind} {name!r}: registered by plugin {other.plugin!r} "
                             f"({other.module}) and by plugin {self._plugin!r} ({cls.__module__}); "
-                            f"disable one with plugins.disable: [{kind}:{name}] or [<plugin name>]")
+                            f"disable one with plugins.disable: [{kind}:{name}@{other.plugin}]")
         table[name] = Component(kind, name, cls, self._plugin, cls.__module__)
 
     def add_architecture(self, cls: type) -> None:
@@ -95,7 +100,7 @@ class Registry:
             where = where or kind
             known = ", ".join(sorted(table)) or "none registered"
             hint = did_you_mean(str(name), table)
-            if f"{kind}:{name}" in self._disabled:
+            if any(d == f"{kind}:{name}" or d.startswith(f"{kind}:{name}@") for d in self._disabled):
                 hint = " (it is disabled by plugins.disable)"
             raise UserError(f"{where}: unknown {kind} {name!r}{hint}; known: {known}")
         return table[name]

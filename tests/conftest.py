@@ -1,0 +1,84 @@
+"""Shared fixtures: an isolated STL cache, tiny MultiMNIST configs, hook recorders."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtl_platform.hookspecs import hookimpl
+
+TINY = {
+    "domain": {"name": "multi_mnist", "batch_size": 32, "train_pairs": 192, "val_pairs": 64,
+               "test_pairs": 64, "eval_batch_size": 64},
+    "architecture": "hps",
+    "weighting": "ew",
+    "optimizer": {"name": "adam", "lr": 1.0e-3},
+    "train": {"epochs": 2, "seed": 0, "device": "cpu", "progress": False, "log_every": 2},
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MTL_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a config (TINY merged with overrides) and return its path; runs go to tmp/runs."""
+
+    def write(overrides: dict | None = None, name: str = "tiny", raw: str | None = None) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        if raw is not None:
+            path.write_text(raw)
+            return path
+        cfg = json.loads(json.dumps(TINY))
+        cfg["output"] = {"root": str(tmp_path / "runs")}
+        for key, value in (overrides or {}).items():
+            section, _, sub = key.partition(".")
+            if sub:
+                node = cfg.setdefault(section, {})
+                if isinstance(node, str):
+                    node = cfg[section] = {"name": node}
+                node[sub] = value
+            else:
+                cfg[section] = value
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return write
+
+
+class Recorder:
+    """An in-process plugin that records training-loop hook calls."""
+
+    __name__ = "recorder"
+
+    def __init__(self):
+        self.starts: list[str] = []
+        self.checkpoints: list[tuple[str, int]] = []
+        self.epochs: list[tuple[str, int]] = []
+
+    @hookimpl
+    def mtl_run_start(self, run):
+        self.starts.append(run.stage)
+
+    @hookimpl
+    def mtl_checkpoint(self, run, path):
+        self.checkpoints.append((run.stage, run.step))
+
+    @hookimpl
+    def mtl_epoch_end(self, run, epoch):
+        self.epochs.append((run.stage, epoch))
+
+
+@pytest.fixture
+def recorder():
+    return Recorder()
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in Path(root).iterdir()) if Path(root).exists() else []
