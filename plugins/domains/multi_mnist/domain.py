@@ -53,6 +53,7 @@ class MultiMNIST(Domain):
         Param("test_pairs", int, 4000, "test images", minimum=1),
         Param("data_seed", int, 0, "seed of the digit split and the pairing"),
         Param("width", int, 1, "channel multiplier of the LeNet encoder", minimum=1),
+        Param("dropout", float, 0.0, "dropout rate inside each task head", minimum=0.0),
     )
 
     def build_tasks(self):
@@ -75,4 +76,4 @@ class MultiMNIST(Domain):
         return lenet_encoder(self.config["width"])
 
     def head_factory(self, task):
-        return lenet_head(50 * self.config["width"])
+        return lenet_head(50 * self.config["width"], dropout=self.config["dropout"])

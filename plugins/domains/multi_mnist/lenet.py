@@ -15,6 +15,6 @@ def lenet_encoder(width: int = 1) -> StagedEncoder:
     return StagedEncoder(stages, out_shape=(f,))
 
 
-def lenet_head(in_features: int, num_classes: int = 10) -> nn.Module:
-    """A task head: fc(→50)+ReLU, fc(→classes)."""
-    return nn.Sequential(nn.Linear(in_features, 50), nn.ReLU(), nn.Linear(50, num_classes))
+def lenet_head(in_features: int, num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+    """A task head: fc(→50)+ReLU, dropout, fc(→classes)."""
+    return nn.Sequential(nn.Linear(in_features, 50), nn.ReLU(), nn.Dropout(dropout), nn.Linear(50, num_classes))
