@@ -12,6 +12,7 @@ import click
 
 from .errors import UserError
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelp", ())  # click >= 8.2
 KIND_ALIASES = {"architectures": "architecture", "weightings": "weighting", "domains": "domain"}
 
 
@@ -125,8 +126,8 @@ def main(argv=None) -> None:
     except UserError as exc:
         click.echo(f"mtl: error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.NoArgsIsHelp as exc:  # pragma: no cover - click >= 8.2
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+    except _NO_ARGS_IS_HELP as exc:  # bare `mtl`: show the help
+        click.echo(exc.ctx.get_help())
         sys.exit(0)
     except click.ClickException as exc:
         click.echo(f"mtl: error: {exc.format_message()}", err=True)

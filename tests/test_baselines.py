@@ -1,0 +1,69 @@
+"""STL baselines: derived config, trained once, cached by hash, reused with zero retraining."""
+import json
+
+from mtl_platform import registry, session
+from mtl_platform.baselines import cache_root, stl_config
+from mtl_platform.config import config_hash, resolve
+
+from conftest import run_dirs
+
+quiet = {"progress": False, "echo": lambda *a, **k: None}
+
+
+def test_stl_config_keeps_everything_but_the_task_set():
+    reg, _ = registry.load()
+    cfg = resolve({"domain": {"name": "multi_mnist", "batch_size": 16}, "weighting": "dwa",
+                   "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"epochs": 3, "seed": 4}}, reg, name="x")
+    stl = stl_config(cfg, "right")
+    assert stl["domain"]["tasks"] == ["right"] and stl["domain"]["batch_size"] == 16
+    assert stl["architecture"] == {"name": "hps"} and stl["weighting"] == {"name": "ew"}
+    assert stl["optimizer"] == cfg["optimizer"] and stl["train"] == cfg["train"]
+    assert cfg["domain"]["tasks"] is None  # the original is untouched
+    assert config_hash(stl_config(cfg, "left")) != config_hash(stl)
+
+
+def test_baselines_are_trained_once_then_reused(write_config, tmp_path, recorder, isolated_cache):
+    cfg = write_config({"baselines": {"stl": True}, "train.epochs": 2})
+    first = session.train(cfg, extra_plugins=[recorder], **quiet)
+    assert recorder.starts == ["stl:left", "stl:right", "main"]
+    assert sorted(p.name for p in (cache_root() / "stl").iterdir() if p.is_dir()) == sorted(
+        first["stl_hashes"].values())
+    entry = cache_root() / "stl" / first["stl_hashes"]["left"]
+    assert (entry / "weights.pt").exists() and not (entry / "checkpoint.pt").exists()
+    cached = json.loads((entry / "results.json").read_text())
+    assert first["stl"]["left"] == cached["test"]["left"]
+
+    recorder.starts.clear()
+    second = session.train(cfg, extra_plugins=[recorder], **quiet)
+    assert recorder.starts == ["main"]  # zero STL retraining
+    assert second["stl"] == first["stl"] and second["stl_hashes"] == first["stl_hashes"]
+    newest = run_dirs(tmp_path / "runs")[-1]
+    recorded = json.loads((newest / "baselines.json").read_text())
+    assert recorded["right"]["hash"] == first["stl_hashes"]["right"]
+    assert recorded["right"]["test"] == first["stl"]["right"]
+    for name in ("report.md", "report.json", "report_delta.png"):
+        assert (newest / name).exists()
+
+    recorder.starts.clear()
+    session.train(cfg, sets=["weighting.name=dwa"], extra_plugins=[recorder], **quiet)
+    assert recorder.starts == ["main"]  # the weighting does not define the STL baseline
+    session.train(cfg, sets=["optimizer.lr=0.01"], extra_plugins=[recorder], **quiet)
+    assert recorder.starts == ["main", "stl:left", "stl:right", "main"]  # the learning rate does
+
+
+def test_the_stl_run_of_a_task_is_the_one_task_model(write_config):
+    """An STL baseline equals an MTL run restricted to that task with HPS and EW."""
+    cfg = write_config({"baselines": {"stl": True}, "train.epochs": 1})
+    results = session.train(cfg, **quiet)
+    alone = session.train(write_config({"domain.tasks": ["left"], "train.epochs": 1}, name="alone"), **quiet)
+    assert results["stl"]["left"] == alone["mtl"]["left"]
+
+
+def test_report_values_are_computed_from_the_run(write_config):
+    results = session.train(write_config({"baselines": {"stl": True}, "train.epochs": 1}), **quiet)
+    from mtl_platform.metrics import delta_p
+
+    expected = delta_p(results["mtl"], results["stl"], results["spec"])
+    by_hand = 100 * sum(results["mtl"][t]["accuracy"] / results["stl"][t]["accuracy"] - 1
+                        for t in ("left", "right")) / 2
+    assert abs(expected - by_hand) < 1e-9
