@@ -12,7 +12,7 @@ import click
 
 from .errors import UserError
 
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelp", ())  # click >= 8.2
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 KIND_ALIASES = {"architectures": "architecture", "weightings": "weighting", "domains": "domain"}
 
 
