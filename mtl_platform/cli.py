@@ -138,7 +138,7 @@ def main(argv=None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("mtl: interrupted; continue with: mtl train --resume RUN_DIR", err=True)
+        click.echo("mtl: interrupted", err=True)
         sys.exit(130)
 
 

@@ -79,7 +79,11 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
         "stl_hashes": {t: b["hash"] for t, b in baselines.items()} if baselines else None,
     }
     trainer = Trainer(exp, run_dir, pm, stage="main", reference=reference, extra=extra, echo=echo)
-    results = trainer.fit(resume=resume is not None)
+    try:
+        results = trainer.fit(resume=resume is not None)
+    except KeyboardInterrupt:
+        echo(f"interrupted; continue with: mtl train --resume {run_dir}")
+        raise
     if baselines:
         from .report import build_report, render_terminal, write_report
 

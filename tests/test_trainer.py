@@ -202,3 +202,17 @@ def test_checkpoints_are_atomic(write_config, tmp_path, monkeypatch):
     (run_dir,) = run_dirs(tmp_path / "runs")
     assert hashlib.sha256((run_dir / "checkpoint.pt").read_bytes()).hexdigest() == digests[0]
     assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("optimizer, scheduler, lrs", [
+    ({"name": "sgd", "lr": 0.1}, {"name": "step", "step_size": 1, "gamma": 0.5}, [0.1, 0.05, 0.025]),
+    ({"name": "adamw", "lr": 0.01}, {"name": "cosine", "eta_min": 0.0}, [0.01, 0.0075, 0.0025]),
+    ({"name": "adam", "lr": 0.01}, {"name": "none"}, [0.01, 0.01, 0.01]),
+])
+def test_optimizers_and_per_epoch_schedules(write_config, tmp_path, optimizer, scheduler, lrs):
+    session.train(write_config({"optimizer": optimizer, "scheduler": scheduler, "train.epochs": 3}), **quiet)
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert [r["lr"] for r in metrics_of(run_dir)] == pytest.approx(lrs)
+    state = load(run_dir / "checkpoint.pt")
+    assert state["optimizers"][0]["param_groups"][0]["lr"] == pytest.approx(
+        {"step": 0.0125, "cosine": 0.0, "none": 0.01}[scheduler["name"]])
