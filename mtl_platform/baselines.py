@@ -57,7 +57,7 @@ def _locked(path: Path):
 def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print) -> dict:
     """The cached STL entry of ``task`` (trained now if absent): ``{hash, path, results}``."""
     cfg = stl_config(config, task)
-    key = config_hash(cfg)
+    key = config_hash(cfg, registry=registry)
     root = cache_root() / "stl"
     entry = root / key
     with _locked(root / f"{key}.lock"):

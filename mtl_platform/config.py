@@ -204,12 +204,19 @@ def defining(config: dict) -> dict:
     return out
 
 
-def config_hash(config: dict, *, without: Iterable[tuple[str, str]] = ()) -> str:
-    """SHA-256 of the canonical defining config plus the platform's version."""
+def config_hash(config: dict, *, without: Iterable[tuple[str, str]] = (), registry: Registry | None = None) -> str:
+    """SHA-256 of the canonical defining config plus the platform's version and, given a
+    registry, the plugin and module each named component came from (a third-party
+    replacement of a built-in is a different experiment)."""
     body = defining(config)
     for section, key in without:
         body.get(section, {}).pop(key, None)
-    text = json.dumps({"config": body, "version": __version__}, sort_keys=True, separators=(",", ":"))
+    origin = None
+    if registry is not None:
+        origin = {s: f"{c.plugin}:{c.module}" for s in COMPONENT_SECTIONS
+                  for c in [registry.get(s, config[s]["name"])]}
+    text = json.dumps({"config": body, "version": __version__, "components": origin},
+                      sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

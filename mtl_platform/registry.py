@@ -157,9 +157,13 @@ def build_plugin_manager(disable: Iterable[str] = (), extra_plugins: Iterable = 
                             f"{type(exc).__name__}: {exc}") from exc
         pm.register(plugin, name=ep.name)
     for plugin in extra_plugins:
-        name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        if name in blocked:
+        base = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if base in blocked:
             continue
+        name, i = base, 1
+        while pm.has_plugin(name):  # two instances of one callback class
+            i += 1
+            name = f"{base}-{i}"
         pm.register(plugin, name=name)
     return pm
 

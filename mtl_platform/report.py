@@ -11,11 +11,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mtl_platform import metrics
+from mtl_platform.atomic import atomic_write_bytes
 from mtl_platform.errors import UserError
 
 FORMATS = ("md", "json", "png")
@@ -137,7 +137,12 @@ def _table(group: dict) -> list[list[str]]:
             name = f"{metric} {'↑' if row['higher_is_better'] else '↓'}"
             if not row["in_delta_p"]:
                 name += " (not in Δp)"
-            safe = "n/a" if row["safe"] is None else ("safe" if row["safe"] else "UNSAFE")
+            if row["safe"] is None:
+                safe = "n/a"
+            elif not row["in_delta_p"]:
+                safe = "-"  # shown for information; η counts only the metrics in Δp
+            else:
+                safe = "safe" if row["safe"] else "UNSAFE"
             rows.append([task, name, _fmt(row["mtl"], n), _fmt(row["stl"], n), _fmt(row["delta"], n, "+.4g"), safe])
     return rows
 
@@ -233,22 +238,7 @@ def plot_deltas(report: dict, path: str | os.PathLike) -> None:
         fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
-    _atomic_write(Path(path), buf.getvalue())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, fsync, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str] = FORMATS) -> list[Path]:
@@ -263,9 +253,9 @@ def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str
     for fmt in formats:
         path = out / _FILES[fmt]
         if fmt == "md":
-            _atomic_write(path, render_markdown(report).encode())
+            atomic_write_bytes(path, render_markdown(report).encode())
         elif fmt == "json":
-            _atomic_write(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
+            atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
         else:
             plot_deltas(report, path)
         paths.append(path)

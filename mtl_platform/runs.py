@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
 from .errors import UserError
 
 CONFIG_FILE = "config.yaml"

@@ -12,7 +12,7 @@ from typing import Iterable
 from . import registry as registry_mod
 from . import runs
 from .baselines import ensure_baselines
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
 from .config import apply_overrides, config_hash, disabled_plugins, dump, read_yaml, resolve
 from .errors import UserError
 from .experiment import build_experiment

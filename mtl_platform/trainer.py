@@ -67,6 +67,8 @@ class Trainer:
         self.bad_step = torch.full((m,), -1, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros(m, dtype=torch.float64, device=device)
         self.loss_count = 0
+        self.weight_sum = torch.zeros(m, dtype=torch.float64, device=device)
+        self.weight_count = 0
         self.checkpoint_path = self.run_dir / runs.CHECKPOINT_FILE
         self.metrics_path = self.run_dir / runs.METRICS_FILE
 
@@ -80,6 +82,7 @@ class Trainer:
             "optimizers": [o.state_dict() for o in e.optimizers],
             "scheduler": e.scheduler.state_dict() if e.scheduler is not None else None,
             "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+            "weight_sum": self.weight_sum, "weight_count": self.weight_count,
             "rng": rng_state(),
         }
 
@@ -108,6 +111,8 @@ class Trainer:
             e.scheduler.load_state_dict(state["scheduler"])
         self.loss_sum = state["loss_sum"].to(e.device)
         self.loss_count = state["loss_count"]
+        self.weight_sum = state["weight_sum"].to(e.device)
+        self.weight_count = state["weight_count"]
         self.run.step = state["step"]
         runs.truncate_jsonl(self.metrics_path, state["rows"])
         self.rows = runs.read_jsonl(self.metrics_path)
@@ -156,6 +161,8 @@ class Trainer:
         if start == 0:
             self.loss_sum.zero_()
             self.loss_count = 0
+            self.weight_sum.zero_()
+            self.weight_count = 0
         log_every, ckpt_every = self.cfg["log_every"], self.cfg["checkpoint_every"]
         bar = tqdm(total=start + len(batches), initial=start, leave=False, dynamic_ncols=True,
                    desc=f"{self.run.stage} epoch {epoch + 1}/{self.cfg['epochs']}",
@@ -169,6 +176,10 @@ class Trainer:
                 self.bad_step = torch.where(bad, torch.full_like(self.bad_step, self.run.step), self.bad_step)
                 self.loss_sum += vec.double()
                 self.loss_count += 1
+                weights = e.engine.last_weights
+                if weights is not None and weights.shape == self.weight_sum.shape:
+                    self.weight_sum += weights.double()
+                    self.weight_count += 1
                 self.run.step += 1
                 e.weighting.after_step(lambda b=batch: e.domain.losses(b, e.model))
                 bar.update(1)
@@ -190,12 +201,12 @@ class Trainer:
         for split in ("val", "test"):
             evals[split] = e.domain.evaluate(e.model, split)
             self.pm.hook.mtl_evaluate(run=self.run, split=split, epoch=epoch, results=evals[split])
-        weights = e.engine.last_weights
         row = {
             "epoch": epoch, "step": self.run.step,
             "lr": e.optimizers[0].param_groups[0]["lr"],
             "train": {"loss": dict(zip(self.tasks, mean_losses.tolist()))},
-            "weights": dict(zip(self.tasks, weights.tolist())) if weights is not None else None,
+            "weights": (dict(zip(self.tasks, (self.weight_sum / self.weight_count).tolist()))
+                        if self.weight_count else None),  # the epoch's mean task weights
             "val": evals["val"], "test": evals["test"],
         }
         self.rows.append(row)

@@ -67,3 +67,23 @@ def test_report_values_are_computed_from_the_run(write_config):
     by_hand = 100 * sum(results["mtl"][t]["accuracy"] / results["stl"][t]["accuracy"] - 1
                         for t in ("left", "right")) / 2
     assert abs(expected - by_hand) < 1e-9
+
+
+def test_a_replaced_builtin_does_not_reuse_the_builtins_baselines(write_config, recorder):
+    """The cache key names the plugin each component came from."""
+    import types
+
+    from mtl_platform.hookspecs import hookimpl
+    from mtl_platform_plugins.weightings.ew import EW
+
+    class ThirdPartyEW(EW):
+        """Someone else's 'ew'."""
+
+    plugin = types.ModuleType("other_ew")
+    plugin.mtl_register = hookimpl(lambda registry: registry.add_weighting(ThirdPartyEW))
+    cfg = write_config({"baselines": {"stl": True}, "train.epochs": 1})
+    first = session.train(cfg, **quiet)
+    second = session.train(cfg, disable=["weighting:ew@mtl_platform.weightings"], extra_plugins=[plugin, recorder],
+                           **quiet)
+    assert recorder.starts == ["stl:left", "stl:right", "main"]
+    assert set(first["stl_hashes"].values()).isdisjoint(second["stl_hashes"].values())

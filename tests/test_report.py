@@ -168,7 +168,7 @@ def test_render_terminal(built):
     assert row_a.split()[-1] == "safe"
     assert "0.5867 ± 0.22" in row_a and "+0.02 ± 0.02" in row_a
     loss_rows = [line for line in lines if "loss ↓ (not in Δp)" in line]
-    assert len(loss_rows) == 4 and all(line.endswith("UNSAFE") for line in loss_rows)
+    assert len(loss_rows) == 4 and all(line.endswith(" -") for line in loss_rows)  # η ignores them
     assert "0.35 ± 0 " in loss_rows[0]
     assert "Δp = +1.67 % ± 1.44 (p = 0.184)" in lines
     assert "η = 83 % ± 29" in lines
