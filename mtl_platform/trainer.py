@@ -181,7 +181,7 @@ class Trainer:
                     self.weight_sum += weights.double()
                     self.weight_count += 1
                 self.run.step += 1
-                e.weighting.after_step(lambda b=batch: e.domain.losses(b, e.model))
+                e.weighting.after_step(lambda b=batch: self.reevaluate(b))
                 bar.update(1)
                 if self.run.step % log_every == 0:
                     self.check_finite()
@@ -192,6 +192,11 @@ class Trainer:
         finally:
             bar.close()
         self.check_finite()
+
+    @torch.no_grad()
+    def reevaluate(self, batch) -> dict:
+        """The losses of ``batch`` under the current (just stepped) model: FAMO's closure."""
+        return {k: v.detach() for k, v in self.exp.domain.losses(batch, self.exp.model).items()}
 
     def end_epoch(self, epoch: int) -> None:
         e = self.exp

@@ -25,7 +25,7 @@ class UW(Weighting):
     def weights(self, losses, **computed):
         return 0.5 * torch.exp(-self.log_var)
 
-    def aux_loss(self, losses):
+    def aux_loss(self, losses, **computed):
         return (0.5 * torch.exp(-self.log_var) * losses + 0.5 * self.log_var).sum()
 
 

@@ -1,0 +1,73 @@
+"""From a task Jacobian to what a weighting needs, and from its answer to one gradient
+(DESIGN.md §3.2). Pure tensor functions: the engine and the tests share them.
+
+A weighting answers in one of three forms:
+- task weights ``w`` (m,): the combined gradient is ``wᵀ J``;
+- per-block weights ``W`` (blocks × m): block b gets ``W[b]ᵀ J_b``;
+- one aggregated gradient (P,), only for weightings that need the Jacobian.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..contracts.weighting import Needs
+
+
+def block_slices(sizes: Sequence[int]) -> list[slice]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
+def needed(needs: Needs, jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> dict[str, Tensor]:
+    """What a weighting declared, computed from the (m × P) Jacobian."""
+    if needs is Needs.LOSSES:
+        return {}
+    if needs is Needs.GRAMIAN:
+        return {"gram": jacobian @ jacobian.T}
+    if needs is Needs.JACOBIAN:
+        return {"jacobian": jacobian}
+    if needs is Needs.BLOCK_GRAMIANS:
+        sizes = block_sizes or [jacobian.shape[1]]
+        return {"block_grams": torch.stack([jacobian[:, s] @ jacobian[:, s].T for s in block_slices(sizes)])}
+    raise ValueError(f"unknown needs {needs!r}")
+
+
+def form(out: Tensor, m: int, p: int, blocks: int) -> str:
+    """Which of the three forms ``out`` is: 'weights', 'block_weights' or 'vector'."""
+    if out.dim() == 1 and out.shape[0] == m:
+        return "weights"
+    if out.dim() == 2 and out.shape == (blocks, m):
+        return "block_weights"
+    if out.dim() == 1 and out.shape[0] == p:
+        return "vector"
+    raise ValueError(f"a weighting returned shape {tuple(out.shape)}; expected ({m},) task weights, "
+                     f"({blocks}, {m}) per-block weights or a ({p},) gradient")
+
+
+def combined_gradient(out: Tensor, jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:
+    """The shared-space gradient (P,) a weighting's answer stands for."""
+    m, p = jacobian.shape
+    sizes = list(block_sizes or [p])
+    kind = form(out, m, p, len(sizes))
+    if kind == "weights":
+        return out.to(jacobian.dtype) @ jacobian
+    if kind == "block_weights":
+        return torch.cat([out[b].to(jacobian.dtype) @ jacobian[:, s] for b, s in enumerate(block_slices(sizes))])
+    return out.to(jacobian.dtype)
+
+
+def call_weighting(weighting, losses: Tensor, jacobian: Tensor, block_sizes: Sequence[int] | None = None
+                   ) -> tuple[Tensor, Tensor]:
+    """Run ``weighting`` on an explicit Jacobian: (its answer, the combined gradient).
+
+    The reference semantics of the engine, used by the property tests.
+    """
+    computed = needed(weighting.needs, jacobian, block_sizes)
+    out = weighting.weights(losses, **computed).detach()
+    return out, combined_gradient(out, jacobian, block_sizes)
