@@ -37,7 +37,7 @@ def stl_config(config: dict, task: str) -> dict:
     out["domain"]["tasks"] = [task]
     out["architecture"] = {"name": STL_ARCHITECTURE}
     out["weighting"] = {"name": STL_WEIGHTING}
-    out["gradients"] = {"mode": "param"}
+    out["gradients"] = dict(out["gradients"], mode="param")
     out["baselines"] = {"stl": False}
     out["output"] = dict(out["output"], name=f"stl_{task}")
     return out

@@ -25,6 +25,8 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
     "gradients": (
         Param("mode", str, "param", "differentiate w.r.t. shared parameters or the shared representation",
               choices=("param", "rep")),
+        Param("diagnostics_every", int, 50, "steps between gradient diagnostics (weights, cosines, "
+              "conflicts, norms) logged to diagnostics.jsonl; 0: off", minimum=0),
     ),
     "optimizer": (
         Param("name", str, "adam", "optimizer", choices=("sgd", "adam", "adamw")),
@@ -74,7 +76,8 @@ SECTIONS = COMPONENT_SECTIONS + tuple(FIXED_SECTIONS)
 REQUIRED_SECTIONS = ("domain",)
 DEFAULT_COMPONENTS = {"architecture": "hps", "weighting": "ew"}
 # Keys that change how a run is logged but not what it learns (left out of hashes).
-NON_DEFINING = {("train", "log_every"), ("train", "checkpoint_every"), ("train", "progress")}
+NON_DEFINING = {("train", "log_every"), ("train", "checkpoint_every"), ("train", "progress"),
+                ("gradients", "diagnostics_every")}
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -244,3 +247,16 @@ def reference_markdown() -> str:
     for section, params in FIXED_SECTIONS.items():
         lines += [f"## `{section}`", ""] + table(params) + [""]
     return "\n".join(lines)
+
+
+def update_reference(path: str | Path) -> None:
+    """Rewrite the generated tail of ``docs/config.md``: ``python -m mtl_platform.config docs/config.md``."""
+    path = Path(path)
+    head = path.read_text().split("<!-- generated -->\n", 1)[0]
+    path.write_text(head + "<!-- generated -->\n" + reference_markdown())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    update_reference(sys.argv[1] if len(sys.argv) > 1 else "docs/config.md")

@@ -58,7 +58,8 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
                             **_kwargs(config["architecture"])).to(device)
     wcls = registry.get("weighting", config["weighting"]["name"]).cls
     weighting = wcls(domain.task_names, **_kwargs(config["weighting"])).to(device)
-    engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"])
+    engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"],
+                            diagnostics_every=config["gradients"]["diagnostics_every"])
     optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()))
     scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
     return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)

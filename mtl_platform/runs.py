@@ -11,6 +11,7 @@ from .errors import UserError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+DIAGNOSTICS_FILE = "diagnostics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULTS_FILE = "results.json"
 BASELINES_FILE = "baselines.json"

@@ -71,6 +71,7 @@ class Trainer:
         self.weight_count = 0
         self.checkpoint_path = self.run_dir / runs.CHECKPOINT_FILE
         self.metrics_path = self.run_dir / runs.METRICS_FILE
+        self.diagnostics_path = self.run_dir / runs.DIAGNOSTICS_FILE
 
     # -- checkpoints ------------------------------------------------------------------------
     def _state(self, epoch: int, batch: int) -> dict:
@@ -83,11 +84,17 @@ class Trainer:
             "scheduler": e.scheduler.state_dict() if e.scheduler is not None else None,
             "loss_sum": self.loss_sum, "loss_count": self.loss_count,
             "weight_sum": self.weight_sum, "weight_count": self.weight_count,
+            "engine_steps": e.engine.steps,
             "rng": rng_state(),
         }
 
+    def flush_diagnostics(self) -> None:
+        for row in self.exp.engine.pop_diagnostics():
+            runs.append_jsonl(self.diagnostics_path, dict(row, stage=self.run.stage))
+
     def save_checkpoint(self, epoch: int, batch: int) -> None:
         self.check_finite()  # never checkpoint a non-finite state
+        self.flush_diagnostics()
         atomic_save(self._state(epoch, batch), self.checkpoint_path)
         self.pm.hook.mtl_checkpoint(run=self.run, path=self.checkpoint_path)
 
@@ -97,6 +104,7 @@ class Trainer:
             self.echo(f"no checkpoint in {self.run_dir}: the run was stopped before its first checkpoint; "
                       f"starting it again from scratch")
             self.metrics_path.unlink(missing_ok=True)
+            self.diagnostics_path.unlink(missing_ok=True)
             return 0, 0
         try:
             state = load(self.checkpoint_path, map_location=self.exp.device)
@@ -114,7 +122,11 @@ class Trainer:
         self.weight_sum = state["weight_sum"].to(e.device)
         self.weight_count = state["weight_count"]
         self.run.step = state["step"]
+        e.engine.steps = state["engine_steps"]
         runs.truncate_jsonl(self.metrics_path, state["rows"])
+        diagnostics = runs.read_jsonl(self.diagnostics_path)
+        runs.truncate_jsonl(self.diagnostics_path,
+                            sum(1 for r in diagnostics if r["step"] <= state["engine_steps"]))
         self.rows = runs.read_jsonl(self.metrics_path)
         set_rng_state(state["rng"])
         self.echo(f"resuming {self.run.stage} at epoch {state['epoch'] + 1}, batch {state['batch']} "
@@ -185,6 +197,7 @@ class Trainer:
                 bar.update(1)
                 if self.run.step % log_every == 0:
                     self.check_finite()
+                    self.flush_diagnostics()
                     means = (self.loss_sum / max(self.loss_count, 1)).tolist()
                     bar.set_postfix({t: f"{v:.3f}" for t, v in zip(self.tasks, means)}, refresh=False)
                 if ckpt_every and self.run.step % ckpt_every == 0:

@@ -97,6 +97,15 @@ class TwoHeads(nn.Module):
         z = torch.tanh(self.shared(x))
         return {t: h(z).squeeze(-1) for t, h in self.heads.items()}
 
+    def shared_parameters(self):
+        return list(self.shared.parameters())
+
+    def task_parameters(self, task):
+        return list(self.heads[task].parameters())
+
+    def parameter_blocks(self):
+        return [self.shared_parameters()]
+
 
 @pytest.mark.parametrize("mode", ["param", "rep"])
 def test_engine_adds_the_gradient_of_the_weighted_sum(mode):
@@ -125,13 +134,19 @@ def test_engine_adds_the_gradient_of_the_weighted_sum(mode):
     assert torch.allclose(model.shared.weight.grad, 2 * first, atol=1e-6)
 
 
-def test_engine_refuses_what_it_cannot_compute():
+def test_engine_rejects_an_answer_of_the_wrong_shape():
     from mtl_platform.contracts import Needs, Weighting
-    from mtl_platform.errors import UserError
 
-    class NeedsGramian(Weighting):
-        name = "needs_gramian"
+    class Broken(Weighting):
+        name = "broken"
         needs = Needs.GRAMIAN
+        scales_heads = False
 
-    with pytest.raises(UserError, match="needs GRAMIAN"):
-        GradientEngine(TwoHeads(), NeedsGramian(["a", "b"]), ["a", "b"])
+        def weights(self, losses, **computed):
+            return torch.ones(3)
+
+    model = TwoHeads()
+    out = model(torch.randn(4, 3))
+    engine = GradientEngine(model, Broken(["a", "b"]), ["a", "b"])
+    with pytest.raises(ValueError, match=r"returned shape \(3,\)"):
+        engine.backward({"a": out["a"].sum(), "b": out["b"].sum()})

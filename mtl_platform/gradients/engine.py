@@ -1,16 +1,42 @@
-"""The gradient engine (DESIGN.md §3.1–3.2), minimal form: the ``LOSSES`` case.
+"""The gradient engine (DESIGN.md §3.1–3.2, §8): the one place per-task gradients are formed.
 
-``backward`` asks the weighting for task weights from the detached losses and adds
-``∇(Σ_t w_t L_t + aux)`` to ``.grad`` in one backward, exactly as ``Tensor.backward``
-would (the caller zeroes gradients). Every parameter the losses reach gets its gradient,
-in ``param`` and ``rep`` mode alike — for a loss-only weighting the two coincide, so the
-encoder always receives its gradient (unlike LibMTL #83).
+``backward(losses, params=None, weighting=None, scaler=None)`` computes what the weighting
+declared (nothing more), asks it for its answer and **adds** the resulting gradients to
+``.grad`` exactly as ``Tensor.backward`` would; the caller zeroes gradients, so gradient
+accumulation works unchanged.
 
-Weightings that need the Gramian, block Gramians or the Jacobian are served by the full
-engine; this one refuses them at construction with one clear line, never silently.
+Who gets which gradient (``Weighting.scales_heads``):
+- loss weightings: every parameter gets ∇(Σ_t w_t L_t);
+- gradient methods: the gradient space gets the combined gradient, every other parameter
+  the unweighted ∇(Σ_t L_t) — on a task's own head that is ∇L_t.
+
+Paths, each at the floor of "one forward, m backward passes" or one pass above it:
+- ``LOSSES``: one backward of Σ_t w_t L_t (+ the weighting's auxiliary loss).
+- ``param`` mode, default gradient space (the model's shared parameters): one batched VJP of
+  the m losses w.r.t. *all* trainable model parameters gives every per-task gradient; the
+  shared columns go to the weighting, the rest are summed with the right coefficients. No
+  further backward. Memory: m × (number of model parameters).
+- ``param`` mode with explicit ``params`` (UDA chooses them): a batched VJP over ``params``,
+  then one ordinary backward of Σ_t c_t L_t for everything else (a discriminator outside the
+  model included), and the gradient space is corrected to the combined gradient.
+- ``rep`` mode: the batched VJP runs only down to the shared representation z (cheap); one
+  backward of Σ_t c_t L_t then carries the combined gradient into the encoder through an
+  extra gradient injected at z. Used where the architecture exposes one z and the weighting
+  needs the Gramian or the Jacobian over it; elsewhere the engine falls back to ``param``
+  and says so once.
+
+AMP: pass the ``torch.amp.GradScaler`` as ``scaler``. Per-task gradients are taken of the
+scaled losses (so fp16 gradients do not underflow) and divided by the scale before the
+weighting sees them; everything applied to ``.grad`` stays scaled, so ``scaler.step`` and
+``scaler.update`` work as usual. The scale is read as a device tensor (no host sync).
+
+Diagnostics (every ``diagnostics_every`` steps, on the device): task weights, gradient norms,
+pairwise cosines and the fraction of conflicting pairs, over the shared parameters. For a
+loss-only weighting this costs one extra batched VJP on those steps only.
 """
 from __future__ import annotations
 
+import sys
 from typing import Mapping, Sequence
 
 import torch
@@ -18,30 +44,51 @@ from torch import Tensor, nn
 
 from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
+from .combine import combined_gradient, form, needed
+from .jacobian import task_jacobian
 
 MODES = ("param", "rep")
-SUPPORTED_NEEDS = (Needs.LOSSES,)
+
+
+def _add_grad(param: Tensor, grad: Tensor) -> None:
+    grad = grad.view_as(param).to(param.dtype)
+    if param.grad is None:
+        param.grad = grad.clone()
+    else:
+        param.grad.add_(grad)
+
+
+def _scatter(params: Sequence[Tensor], flat: Tensor) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        _add_grad(p, flat[offset:offset + n])
+        offset += n
 
 
 class GradientEngine:
     """Computes what a weighting declares and applies the combined update."""
 
-    def __init__(self, model: nn.Module, weighting: Weighting, tasks: Sequence[str], mode: str = "param"):
+    def __init__(self, model: nn.Module, weighting: Weighting, tasks: Sequence[str], mode: str = "param",
+                 diagnostics_every: int = 0, echo=None):
         if mode not in MODES:
             raise UserError(f"gradients.mode: got {mode!r}, allowed: {', '.join(MODES)}")
         self.model = model
         self.weighting = weighting
         self.tasks = list(tasks)
         self.mode = mode
-        self.check(weighting)
+        self.diagnostics_every = diagnostics_every
+        self.echo = echo or (lambda message: print(message, file=sys.stderr))
         self.last_weights: Tensor | None = None
+        self.steps = 0
+        self.diagnostics: list[dict[str, Tensor]] = []
+        self._said: set[str] = set()
 
-    @staticmethod
-    def check(weighting: Weighting) -> None:
-        if weighting.needs not in SUPPORTED_NEEDS:
-            raise UserError(f"weighting {weighting.name!r} needs {weighting.needs.name}, which this gradient "
-                            f"engine does not compute yet (it serves: "
-                            f"{', '.join(n.name for n in SUPPORTED_NEEDS)})")
+    # -- helpers -------------------------------------------------------------------------
+    def say_once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self.echo(message)
 
     def stack(self, losses: Mapping[str, Tensor]) -> Tensor:
         missing = [t for t in self.tasks if t not in losses]
@@ -49,19 +96,142 @@ class GradientEngine:
             raise KeyError(f"losses lack tasks {missing}; got {sorted(losses)}")
         return torch.stack([losses[t].reshape(()) for t in self.tasks])
 
+    def shared(self) -> list[Tensor]:
+        return [p for p in self.model.shared_parameters() if p.requires_grad]
+
+    def block_sizes(self) -> list[int]:
+        blocks = self.model.parameter_blocks() if hasattr(self.model, "parameter_blocks") else [self.shared()]
+        sizes = [sum(p.numel() for p in b if p.requires_grad) for b in blocks]
+        return [s for s in sizes if s > 0]
+
+    def _mode_for(self, weighting: Weighting, params) -> str:
+        mode = weighting.mode or self.mode
+        if mode != "rep":
+            return "param"
+        rep = getattr(self.model, "rep", None)
+        why = None
+        if params is not None:
+            why = "an explicit gradient space was given"
+        elif weighting.needs is Needs.BLOCK_GRAMIANS:
+            why = "the weighting needs per-block Gramians"
+        elif not getattr(self.model, "has_rep", False) or not isinstance(rep, Tensor) or not rep.requires_grad:
+            why = "the architecture exposes no single shared representation"
+        if why:
+            self.say_once(f"gradients: rep mode unavailable for weighting {weighting.name!r} ({why}); using param")
+            return "param"
+        return "rep"
+
+    # -- the call -------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
-                 weighting: Weighting | None = None) -> Tensor:
-        """Add the weighting's combined gradient to ``.grad``; return the weights used."""
+                 weighting: Weighting | None = None, scaler=None) -> Tensor:
+        """Add the weighting's update to ``.grad``; return its answer (detached)."""
         weighting = weighting or self.weighting
-        if weighting is not self.weighting:
-            self.check(weighting)
         vector = self.stack(losses)
         detached = vector.detach()
-        weights = weighting.weights(detached).detach()
-        total = (weights * vector).sum()
-        aux = weighting.aux_loss(detached)
+        scale = scaler.scale(torch.ones((), device=vector.device)) if scaler is not None else None
+        scaled = vector * scale if scale is not None else vector
+        self.steps += 1
+        diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
+        if weighting.needs is Needs.LOSSES:
+            answer = weighting.weights(detached).detach()
+            (answer * scaled).sum().backward(retain_graph=bool(diagnose))
+            if diagnose:
+                jac = task_jacobian(scaled, self.shared(), retain_graph=False)
+                self.record(answer, jac / scale if scale is not None else jac)
+            computed: dict = {}
+        else:
+            answer, computed = self._gradient_path(weighting, vector, scaled, scale, params, diagnose)
+        aux = weighting.aux_loss(detached, **computed)
         if aux is not None:
-            total = total + aux
-        total.backward()
-        self.last_weights = weights
-        return weights
+            aux.backward()
+        self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
+        return answer
+
+    def _gradient_path(self, weighting, vector, scaled, scale, params, diagnose):
+        m = vector.shape[0]
+        mode = self._mode_for(weighting, params)
+        unscale = (lambda t: t / scale) if scale is not None else (lambda t: t)
+        if mode == "rep":
+            z = self.model.rep
+            jac = unscale(task_jacobian(scaled, [z]))
+            computed = needed(weighting.needs, jac)
+            answer = weighting.weights(vector.detach(), **computed).detach()
+            combined = combined_gradient(answer, jac)
+            coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
+            injected = (combined - coeff @ jac).view_as(z)
+            if scale is not None:
+                injected = injected * scale
+            torch.autograd.backward([(coeff * scaled).sum(), z], [None, injected])
+            if diagnose:
+                self.record(answer, jac)
+            return answer, computed
+
+        if params is None:
+            space = self.shared()
+            space_ids = {id(p) for p in space}
+            others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in space_ids]
+            full = unscale(task_jacobian(scaled, space + others))
+            n = sum(p.numel() for p in space)
+            jac, rest = full[:, :n], full[:, n:]
+            sizes = self.block_sizes()
+            computed = needed(weighting.needs, jac, sizes)
+            answer = weighting.weights(vector.detach(), **computed).detach()
+            combined = combined_gradient(answer, jac, sizes)
+            coeff = self._coefficients(weighting, answer, m, n, len(sizes), vector)
+            if scale is not None:
+                combined, rest = combined * scale, rest * scale
+            _scatter(space, combined)
+            _scatter(others, coeff.to(rest.dtype) @ rest)
+            if diagnose:
+                self.record(answer, jac)
+            return answer, computed
+
+        space = [p for p in params if p.requires_grad]
+        jac = unscale(task_jacobian(scaled, space))
+        computed = needed(weighting.needs, jac)
+        answer = weighting.weights(vector.detach(), **computed).detach()
+        combined = combined_gradient(answer, jac)
+        coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
+        (coeff * scaled).sum().backward()
+        correction = combined - coeff.to(jac.dtype) @ jac
+        _scatter(space, correction * scale if scale is not None else correction)
+        if diagnose:
+            self.record(answer, jac)
+        return answer, computed
+
+    @staticmethod
+    def _coefficients(weighting, answer: Tensor, m: int, p: int, blocks: int, like: Tensor) -> Tensor:
+        """The loss coefficients for parameters outside the gradient space."""
+        if weighting.scales_heads and form(answer, m, p, blocks) == "weights":
+            return answer.to(like.dtype)
+        return torch.ones(m, dtype=like.dtype, device=like.device)
+
+    # -- diagnostics -----------------------------------------------------------------------
+    def record(self, answer: Tensor, jac: Tensor) -> None:
+        """Keep this step's weights, gradient norms, cosines and conflict fraction (on the device)."""
+        gram = jac @ jac.T
+        norms = gram.diagonal().clamp_min(0).sqrt()
+        cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)
+        m = gram.shape[0]
+        off = ~torch.eye(m, dtype=torch.bool, device=gram.device)
+        conflict = ((cos < 0) & off).sum() / max(m * (m - 1), 1)
+        entry = {"step": torch.tensor(self.steps), "norms": norms.detach(), "cos": cos.detach(),
+                 "conflict": conflict.detach()}
+        if answer.dim() == 1 and answer.shape[0] == m:
+            entry["weights"] = answer
+        self.diagnostics.append(entry)
+
+    def pop_diagnostics(self) -> list[dict]:
+        """The recorded diagnostics as plain rows (one host transfer), emptying the buffer."""
+        rows = []
+        for entry in self.diagnostics:
+            m = len(self.tasks)
+            cos = entry["cos"].tolist()
+            row = {"step": int(entry["step"]), "conflict": float(entry["conflict"]),
+                   "norm": dict(zip(self.tasks, entry["norms"].tolist())),
+                   "cos": {f"{self.tasks[i]}|{self.tasks[j]}": cos[i][j] for i in range(m) for j in range(i + 1, m)}}
+            if "weights" in entry:
+                row["weights"] = dict(zip(self.tasks, entry["weights"].tolist()))
+            rows.append(row)
+        self.diagnostics = []
+        return rows
