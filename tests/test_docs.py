@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_config_reference_is_generated_from_the_declared_parameters():
     text = (ROOT / "docs" / "config.md").read_text()
     assert text.split("<!-- generated -->\n", 1)[1] == reference_markdown(), \
-        "docs/config.md is stale: regenerate its tail with mtl_platform.config.reference_markdown()"
+        "docs/config.md is stale: run python -m mtl_platform.config docs/config.md"
 
 
 def test_readme_commands_are_what_ci_runs():

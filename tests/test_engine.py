@@ -7,8 +7,15 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.gradients import GradientEngine
 from mtl_platform.gradients.jacobian import task_jacobian
 
-torch.set_default_dtype(torch.float64)
 TASKS = ["a", "b", "c"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 class Net(nn.Module):
@@ -40,8 +47,8 @@ class Net(nn.Module):
         return [list(self.stage1.parameters()), list(self.stage2.parameters()), list(self.extra.parameters())]
 
 
-X = torch.randn(7, 4)
-Y = torch.randn(7)
+X = torch.randn(7, 4, dtype=torch.float64)
+Y = torch.randn(7, dtype=torch.float64)
 
 
 def losses(model):

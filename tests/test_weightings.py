@@ -14,8 +14,10 @@ from mtl_platform_plugins.weightings.uw import UW
 
 @pytest.fixture(scope="module")
 def weightings():
+    from mtl_platform.contracts import Needs
+
     reg, _ = registry.load()
-    return {c.name: c.cls for c in reg.components("weighting")}
+    return {c.name: c.cls for c in reg.components("weighting") if c.cls.needs is Needs.LOSSES}
 
 
 @pytest.mark.parametrize("m", [1, 2, 5])
