@@ -241,6 +241,9 @@ def plot_deltas(report: dict, path: str | os.PathLike) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
+TRAINING_PLOT = "report_training.png"
+
+
 def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Write ``report.md``, ``report.json`` and/or ``report_delta.png`` atomically; return their paths."""
     formats = list(formats)
@@ -257,7 +260,11 @@ def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str
         elif fmt == "json":
             atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
         else:
+            from .training_plots import plot_training
+
             plot_deltas(report, path)
+            if plot_training(report, out / TRAINING_PLOT):
+                paths.append(out / TRAINING_PLOT)
         paths.append(path)
     return paths
 

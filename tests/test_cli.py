@@ -132,3 +132,15 @@ def test_the_console_script_exists_and_reports_errors_without_traceback(tmp_path
     proc = subprocess.run(["mtl", "train", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("mtl: error:") and "Traceback" not in proc.stderr
+
+
+def test_diagnostics_are_logged_and_plotted(write_config, tmp_path, capsys):
+    cfg = write_config({"baselines": {"stl": True}, "train.epochs": 2, "weighting": "dwa",
+                        "gradients": {"diagnostics_every": 3}})
+    ok(["train", str(cfg), "--no-progress"], capsys)
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    rows = [json.loads(line) for line in (run_dir / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6, 9, 12]  # 6 steps per epoch, every 3rd
+    assert set(rows[0]["cos"]) == {"left|right"} and 0.0 <= rows[0]["conflict"] <= 1.0
+    assert rows[0]["weights"] == {"left": 1.0, "right": 1.0}
+    assert (run_dir / "report_training.png").read_bytes()[:4] == b"\x89PNG"
