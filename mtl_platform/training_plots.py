@@ -27,6 +27,17 @@ def read_diagnostics(run_dir: str | os.PathLike, stage: str = "main") -> list[di
     return rows
 
 
+WINDOW = 10
+
+
+def rolling_mean(values: list[float], window: int = WINDOW) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def plot_training(report: dict, path: str | os.PathLike) -> bool:
     """Write the training-dynamics PNG for every run of the report; False if none logged diagnostics."""
     runs = []
@@ -49,10 +60,11 @@ def plot_training(report: dict, path: str | os.PathLike) -> bool:
             if all("weights" in r for r in rows):
                 for task in rows[0]["weights"]:
                     ax_w.plot(steps, [r["weights"][task] for r in rows], label=f"{label}: {task}")
-            ax_c.plot(steps, [100 * r["conflict"] for r in rows], label=label)
+            ax_c.plot(steps, rolling_mean([100 * r["conflict"] for r in rows]), label=label)
             ax_cos.plot(steps, [sum(r["cos"].values()) / max(len(r["cos"]), 1) for r in rows], label=label)
         ax_w.set(title="task weights", xlabel="step", ylabel="weight")
-        ax_c.set(title="conflicting task pairs", xlabel="step", ylabel="% of pairs with cos < 0")
+        ax_c.set(title=f"conflicting task pairs (rolling mean of {WINDOW} logs)", xlabel="step",
+                 ylabel="% of pairs with cos < 0")
         ax_cos.set(title="mean pairwise gradient cosine", xlabel="step", ylabel="cos")
         ax_cos.axhline(0.0, color="black", linewidth=0.8)
         for ax in (ax_w, ax_c, ax_cos):
