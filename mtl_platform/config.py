@@ -54,6 +54,9 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
         Param("checkpoint_every", int, 0, "also checkpoint every N steps inside an epoch (0: epoch ends only)",
               minimum=0),
         Param("progress", bool, True, "show tqdm progress bars"),
+        Param("accumulate", int, 1, "micro-batches per optimizer step (gradient accumulation)", minimum=1),
+        Param("amp", str, "none", "mixed precision: autocast dtype; fp16 adds a GradScaler",
+              choices=("none", "bf16", "fp16")),
     ),
     "baselines": (
         Param("stl", bool, False, "train (or reuse cached) single-task counterparts and report Δp, η"),

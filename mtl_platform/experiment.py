@@ -58,8 +58,13 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
                             **_kwargs(config["architecture"])).to(device)
     wcls = registry.get("weighting", config["weighting"]["name"]).cls
     weighting = wcls(domain.task_names, **_kwargs(config["weighting"])).to(device)
+    scaler = torch.amp.GradScaler(device.type) if train["amp"] == "fp16" else None
+    if train["checkpoint_every"] % train["accumulate"]:
+        raise UserError(f"train.checkpoint_every: got {train['checkpoint_every']}, expected a multiple of "
+                        f"train.accumulate ({train['accumulate']}) so checkpoints fall on optimizer steps")
     engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"],
-                            diagnostics_every=config["gradients"]["diagnostics_every"])
+                            diagnostics_every=config["gradients"]["diagnostics_every"], scaler=scaler,
+                            accumulate=train["accumulate"])
     optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()))
     scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
     return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)

@@ -84,7 +84,8 @@ class Trainer:
             "scheduler": e.scheduler.state_dict() if e.scheduler is not None else None,
             "loss_sum": self.loss_sum, "loss_count": self.loss_count,
             "weight_sum": self.weight_sum, "weight_count": self.weight_count,
-            "engine_steps": e.engine.steps,
+            "engine_steps": e.engine.steps, "micro_steps": e.engine.micro_steps,
+            "scaler": e.engine.scaler.state_dict() if e.engine.scaler is not None else None,
             "rng": rng_state(),
         }
 
@@ -123,6 +124,9 @@ class Trainer:
         self.weight_count = state["weight_count"]
         self.run.step = state["step"]
         e.engine.steps = state["engine_steps"]
+        e.engine.micro_steps = state["micro_steps"]
+        if e.engine.scaler is not None:
+            e.engine.scaler.load_state_dict(state["scaler"])
         runs.truncate_jsonl(self.metrics_path, state["rows"])
         diagnostics = runs.read_jsonl(self.diagnostics_path)
         runs.truncate_jsonl(self.diagnostics_path,
@@ -150,6 +154,8 @@ class Trainer:
         start_epoch, start_batch = self.restore() if resume else (0, 0)
         if start_epoch == 0 and start_batch == 0 and self.run.step == 0:
             seed_everything(self.cfg["seed"], self.cfg["deterministic"])
+        for opt in self.exp.optimizers:
+            opt.zero_grad(set_to_none=True)
         self.pm.hook.mtl_run_start(run=self.run)
         epochs = self.cfg["epochs"]
         if self.rows and self.rows[-1].get("stopped"):
@@ -182,7 +188,8 @@ class Trainer:
         try:
             for i, batch in enumerate(batches, start=start):
                 batch = to_device(batch, e.device)
-                losses = e.domain.train_step(batch, e.model, e.engine, e.optimizers)
+                with self.autocast():
+                    losses = e.domain.train_step(batch, e.model, e.engine, e.optimizers)
                 vec = torch.stack([losses[t].detach().reshape(()) for t in self.tasks])
                 bad = ~torch.isfinite(vec) & (self.bad_step < 0)
                 self.bad_step = torch.where(bad, torch.full_like(self.bad_step, self.run.step), self.bad_step)
@@ -204,7 +211,14 @@ class Trainer:
                     self.save_checkpoint(epoch, i + 1)
         finally:
             bar.close()
+        e.engine.flush(e.optimizers)
         self.check_finite()
+
+    def autocast(self):
+        """Mixed precision for the forward and the losses (``train.amp``)."""
+        amp = self.cfg["amp"]
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        return torch.autocast(self.exp.device.type, dtype=dtype, enabled=dtype is not None)
 
     @torch.no_grad()
     def reevaluate(self, batch) -> dict:

@@ -215,7 +215,7 @@ def test_amp_scaler_scales_what_is_applied_but_not_what_the_weighting_sees():
     plain, scaled = Net(), Net()
     seen_plain, seen_scaled = Fixed(w), Fixed(w)
     GradientEngine(plain, seen_plain, TASKS).backward(losses(plain))
-    GradientEngine(scaled, seen_scaled, TASKS).backward(losses(scaled), scaler=scaler)
+    GradientEngine(scaled, seen_scaled, TASKS, scaler=scaler).backward(losses(scaled))
     assert torch.allclose(seen_plain.seen["gram"], seen_scaled.seen["gram"])
     assert_close(grads_of(scaled), [1024.0 * g for g in grads_of(plain)])
 
@@ -249,3 +249,23 @@ def test_diagnostics_every_k_steps_match_the_gradients():
     signs = [g[i, j] < 0 for i in range(3) for j in range(3) if i != j]
     assert rows[-1]["conflict"] == pytest.approx(sum(bool(s) for s in signs) / 6)
     assert rows[-1]["weights"] == {"a": 1.0, "b": 1.0, "c": 1.0}
+
+
+@pytest.mark.parametrize("needs", [Needs.LOSSES, Needs.GRAMIAN])
+def test_accumulation_steps_once_per_k_calls_with_the_mean_gradient(needs):
+    w = torch.tensor([1.0, 0.5, 2.0])
+    single, accumulated = Net(), Net()
+    opt_a = torch.optim.SGD(single.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(accumulated.parameters(), lr=0.1)
+    one = GradientEngine(single, Fixed(w, needs=needs), TASKS)
+    two = GradientEngine(accumulated, Fixed(w, needs=needs), TASKS, accumulate=2)
+    one.backward(losses(single))
+    assert one.step([opt_a]) is True
+    two.backward(losses(accumulated))
+    assert two.step([opt_b]) is False  # nothing stepped yet, gradients kept
+    assert accumulated.stage1.weight.grad is not None
+    two.backward(losses(accumulated))  # the same batch again: the mean equals one batch's gradient
+    assert two.step([opt_b]) is True
+    assert all(p.grad is None for p in accumulated.parameters())  # zeroed after the step
+    for p, q in zip(single.parameters(), accumulated.parameters()):
+        assert torch.allclose(p, q, atol=1e-12)

@@ -55,12 +55,15 @@ class InterruptAt:
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("weighting, interrupt_step, checkpoint_every", [
-    ("dwa", 12, 0),   # after epoch 2 of 4 (6 steps per epoch), DWA's history must survive
-    ("uw", 9, 3),     # in the middle of epoch 2, UW's parameters and Adam state must survive
+@pytest.mark.parametrize("weighting, interrupt_step, checkpoint_every, accumulate", [
+    ("dwa", 12, 0, 1),   # after epoch 2 of 4 (6 steps per epoch), DWA's history must survive
+    ("uw", 9, 3, 1),     # in the middle of epoch 2, UW's parameters and Adam state must survive
+    ("pcgrad", 10, 2, 2),  # the Gramian path, PCGrad's random order, accumulation over 2 micro-batches
 ])
-def test_resume_continues_bit_for_bit(write_config, tmp_path, weighting, interrupt_step, checkpoint_every):
+def test_resume_continues_bit_for_bit(write_config, tmp_path, weighting, interrupt_step, checkpoint_every,
+                                      accumulate):
     cfg = write_config({"train.epochs": 4, "train.checkpoint_every": checkpoint_every, "weighting": weighting,
+                        "train.accumulate": accumulate,
                         "domain.dropout": 0.5})  # dropout: the RNG state must be restored too
     full = session.train(cfg, **quiet)
     (full_dir,) = run_dirs(tmp_path / "runs")
@@ -216,3 +219,10 @@ def test_optimizers_and_per_epoch_schedules(write_config, tmp_path, optimizer, s
     state = load(run_dir / "checkpoint.pt")
     assert state["optimizers"][0]["param_groups"][0]["lr"] == pytest.approx(
         {"step": 0.0125, "cosine": 0.0, "none": 0.01}[scheduler["name"]])
+
+
+def test_mixed_precision_and_accumulation_train(write_config, tmp_path):
+    results = session.train(write_config({"train.amp": "bf16", "train.accumulate": 3, "weighting": "gh"}), **quiet)
+    assert all(0.0 <= results["mtl"][t]["accuracy"] <= 1.0 for t in ("left", "right"))
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert load(run_dir / "checkpoint.pt")["micro_steps"] == 12  # 6 micro-batches an epoch, 2 optimizer steps

@@ -114,13 +114,14 @@ class Domain(Configurable):
         return {t.name: t.loss(preds[t.name], targets[t.name]) for t in self.tasks}
 
     def train_step(self, batch, model: nn.Module, engine, optimizers) -> dict[str, Tensor]:
-        """The default protocol: losses, one engine backward, one optimizer step."""
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
+        """The default protocol: losses, one engine backward, one (possibly accumulated) step.
+
+        The engine zeroes gradients after each optimizer step; the trainer zeroes them before
+        the first step, so a resumed or accumulated run starts clean.
+        """
         losses = self.losses(batch, model)
         engine.backward(losses)
-        for opt in optimizers:
-            opt.step()
+        engine.step(optimizers)
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()

@@ -1,9 +1,11 @@
 """The gradient engine (DESIGN.md §3.1–3.2, §8): the one place per-task gradients are formed.
 
-``backward(losses, params=None, weighting=None, scaler=None)`` computes what the weighting
-declared (nothing more), asks it for its answer and **adds** the resulting gradients to
-``.grad`` exactly as ``Tensor.backward`` would; the caller zeroes gradients, so gradient
-accumulation works unchanged.
+``backward(losses, params=None, weighting=None)`` computes what the weighting declared
+(nothing more), asks it for its answer and **adds** the resulting gradients to ``.grad``
+exactly as ``Tensor.backward`` would. ``step(optimizers)`` steps and zeroes once every
+``accumulate`` calls, so gradient accumulation over micro-batches is the engine's business
+(applied gradients carry 1/accumulate: the accumulated gradient is the mean over micro-batches;
+each micro-batch's per-task gradients are what the weighting sees).
 
 Who gets which gradient (``Weighting.scales_heads``):
 - loss weightings: every parameter gets ∇(Σ_t w_t L_t);
@@ -25,10 +27,12 @@ Paths, each at the floor of "one forward, m backward passes" or one pass above i
   needs the Gramian or the Jacobian over it; elsewhere the engine falls back to ``param``
   and says so once.
 
-AMP: pass the ``torch.amp.GradScaler`` as ``scaler``. Per-task gradients are taken of the
-scaled losses (so fp16 gradients do not underflow) and divided by the scale before the
-weighting sees them; everything applied to ``.grad`` stays scaled, so ``scaler.step`` and
-``scaler.update`` work as usual. The scale is read as a device tensor (no host sync).
+AMP: the ``torch.amp.GradScaler`` sits inside the engine (``scaler=``): per-task gradients
+are taken of the scaled losses (so fp16 gradients do not underflow) and divided by the scale
+before the weighting sees them; everything applied to ``.grad`` stays scaled, and ``step``
+calls ``scaler.step``/``scaler.update``, which unscale, skip steps with inf/NaN gradients and
+adapt the scale. The scale is read as a device tensor (no host sync). The forward runs under
+``torch.autocast`` set up by the trainer.
 
 Diagnostics (every ``diagnostics_every`` steps, on the device): task weights, gradient norms,
 pairwise cosines and the fraction of conflicting pairs, over the shared parameters. For a
@@ -70,7 +74,7 @@ class GradientEngine:
     """Computes what a weighting declares and applies the combined update."""
 
     def __init__(self, model: nn.Module, weighting: Weighting, tasks: Sequence[str], mode: str = "param",
-                 diagnostics_every: int = 0, echo=None):
+                 diagnostics_every: int = 0, echo=None, scaler=None, accumulate: int = 1):
         if mode not in MODES:
             raise UserError(f"gradients.mode: got {mode!r}, allowed: {', '.join(MODES)}")
         self.model = model
@@ -79,6 +83,9 @@ class GradientEngine:
         self.mode = mode
         self.diagnostics_every = diagnostics_every
         self.echo = echo or (lambda message: print(message, file=sys.stderr))
+        self.scaler = scaler
+        self.accumulate = int(accumulate)
+        self.micro_steps = 0
         self.last_weights: Tensor | None = None
         self.steps = 0
         self.diagnostics: list[dict[str, Tensor]] = []
@@ -123,54 +130,53 @@ class GradientEngine:
 
     # -- the call -------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
-                 weighting: Weighting | None = None, scaler=None) -> Tensor:
+                 weighting: Weighting | None = None) -> Tensor:
         """Add the weighting's update to ``.grad``; return its answer (detached)."""
         weighting = weighting or self.weighting
         vector = self.stack(losses)
         detached = vector.detach()
-        scale = scaler.scale(torch.ones((), device=vector.device)) if scaler is not None else None
-        scaled = vector * scale if scale is not None else vector
+        amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
+        apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
         self.steps += 1
         diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
         if weighting.needs is Needs.LOSSES:
             answer = weighting.weights(detached).detach()
-            (answer * scaled).sum().backward(retain_graph=bool(diagnose))
+            (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
             if diagnose:
-                jac = task_jacobian(scaled, self.shared(), retain_graph=False)
-                self.record(answer, jac / scale if scale is not None else jac)
+                self.record(answer, self._jacobian(vector, amp, self.shared()))
             computed: dict = {}
         else:
-            answer, computed = self._gradient_path(weighting, vector, scaled, scale, params, diagnose)
+            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose)
         aux = weighting.aux_loss(detached, **computed)
         if aux is not None:
-            aux.backward()
+            (aux / self.accumulate).backward()
         self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
         return answer
 
-    def _gradient_path(self, weighting, vector, scaled, scale, params, diagnose):
+    @staticmethod
+    def _jacobian(vector: Tensor, amp, inputs) -> Tensor:
+        """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
+        if amp is None:
+            return task_jacobian(vector, inputs)
+        return task_jacobian(vector * amp, inputs) / amp
+
+    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose):
         m = vector.shape[0]
         mode = self._mode_for(weighting, params)
-        unscale = (lambda t: t / scale) if scale is not None else (lambda t: t)
         if mode == "rep":
             z = self.model.rep
-            jac = unscale(task_jacobian(scaled, [z]))
+            jac = self._jacobian(vector, amp, [z])
             computed = needed(weighting.needs, jac)
             answer = weighting.weights(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
-            injected = (combined - coeff @ jac).view_as(z)
-            if scale is not None:
-                injected = injected * scale
-            torch.autograd.backward([(coeff * scaled).sum(), z], [None, injected])
-            if diagnose:
-                self.record(answer, jac)
-            return answer, computed
-
-        if params is None:
+            injected = ((combined - coeff @ jac) * apply).view_as(z)
+            torch.autograd.backward([(coeff * vector * apply).sum(), z], [None, injected])
+        elif params is None:
             space = self.shared()
             space_ids = {id(p) for p in space}
             others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in space_ids]
-            full = unscale(task_jacobian(scaled, space + others))
+            full = self._jacobian(vector, amp, space + others)
             n = sum(p.numel() for p in space)
             jac, rest = full[:, :n], full[:, n:]
             sizes = self.block_sizes()
@@ -178,26 +184,43 @@ class GradientEngine:
             answer = weighting.weights(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, sizes)
             coeff = self._coefficients(weighting, answer, m, n, len(sizes), vector)
-            if scale is not None:
-                combined, rest = combined * scale, rest * scale
-            _scatter(space, combined)
-            _scatter(others, coeff.to(rest.dtype) @ rest)
-            if diagnose:
-                self.record(answer, jac)
-            return answer, computed
-
-        space = [p for p in params if p.requires_grad]
-        jac = unscale(task_jacobian(scaled, space))
-        computed = needed(weighting.needs, jac)
-        answer = weighting.weights(vector.detach(), **computed).detach()
-        combined = combined_gradient(answer, jac)
-        coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
-        (coeff * scaled).sum().backward()
-        correction = combined - coeff.to(jac.dtype) @ jac
-        _scatter(space, correction * scale if scale is not None else correction)
+            _scatter(space, combined * apply)
+            _scatter(others, (coeff.to(rest.dtype) @ rest) * apply)
+        else:
+            space = [p for p in params if p.requires_grad]
+            jac = self._jacobian(vector, amp, space)
+            computed = needed(weighting.needs, jac)
+            answer = weighting.weights(vector.detach(), **computed).detach()
+            combined = combined_gradient(answer, jac)
+            coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
+            (coeff * vector * apply).sum().backward()
+            _scatter(space, (combined - coeff.to(jac.dtype) @ jac) * apply)
         if diagnose:
             self.record(answer, jac)
         return answer, computed
+
+    def step(self, optimizers: Sequence[torch.optim.Optimizer]) -> bool:
+        """Step the optimizers once every ``accumulate`` calls (through the AMP scaler, if any),
+        then zero their gradients; return whether a step was taken."""
+        self.micro_steps += 1
+        if self.micro_steps % self.accumulate:
+            return False
+        for opt in optimizers:
+            if self.scaler is not None:
+                self.scaler.step(opt)
+            else:
+                opt.step()
+        if self.scaler is not None:
+            self.scaler.update()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        return True
+
+    def flush(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """At an epoch's end, step on a partly accumulated gradient rather than carry it over."""
+        if self.micro_steps % self.accumulate:
+            self.micro_steps += self.accumulate - 1 - self.micro_steps % self.accumulate
+            self.step(optimizers)
 
     @staticmethod
     def _coefficients(weighting, answer: Tensor, m: int, p: int, blocks: int, like: Tensor) -> Tensor:
