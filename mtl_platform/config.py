@@ -229,37 +229,3 @@ def config_hash(config: dict, *, without: Iterable[tuple[str, str]] = (), regist
 def dump(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
-
-def reference_markdown() -> str:
-    """The config reference (docs/config.md's generated part) from the declared parameters."""
-    from .contracts import Domain
-
-    def table(params) -> list[str]:
-        rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
-        for p in params:
-            default = "required" if p.required else f"`{p.default!r}`"
-            rows.append(f"| `{p.name}` | {p.describe_allowed()} | {default} | {p.help} |")
-        return rows
-
-    lines = ["## `domain`, `architecture`, `weighting`", "",
-             "Each is a component: a bare name (`weighting: ew`) or a mapping with `name` and the "
-             "component's own parameters (`mtl list` prints them). `architecture` defaults to "
-             f"`{DEFAULT_COMPONENTS['architecture']}` and `weighting` to `{DEFAULT_COMPONENTS['weighting']}`; "
-             "`domain` is required. Every domain also takes:", ""]
-    lines += table(Domain.base_params) + [""]
-    for section, params in FIXED_SECTIONS.items():
-        lines += [f"## `{section}`", ""] + table(params) + [""]
-    return "\n".join(lines)
-
-
-def update_reference(path: str | Path) -> None:
-    """Rewrite the generated tail of ``docs/config.md``: ``python -m mtl_platform.config docs/config.md``."""
-    path = Path(path)
-    head = path.read_text().split("<!-- generated -->\n", 1)[0]
-    path.write_text(head + "<!-- generated -->\n" + reference_markdown())
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    update_reference(sys.argv[1] if len(sys.argv) > 1 else "docs/config.md")

@@ -1,15 +1,17 @@
 """The docs say what the code does."""
 from pathlib import Path
 
-from mtl_platform.config import reference_markdown
+import pytest
+
+from mtl_platform.reference import MARK, PAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_config_reference_is_generated_from_the_declared_parameters():
-    text = (ROOT / "docs" / "config.md").read_text()
-    assert text.split("<!-- generated -->\n", 1)[1] == reference_markdown(), \
-        "docs/config.md is stale: run python -m mtl_platform.config docs/config.md"
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_generated_reference_pages_are_up_to_date(page):
+    text = (ROOT / page).read_text()
+    assert text.split(MARK, 1)[1] == PAGES[page](), f"{page} is stale: run python -m mtl_platform.reference"
 
 
 def test_readme_commands_are_what_ci_runs():

@@ -1,0 +1,65 @@
+"""Generated reference pages: the config keys and the weighting catalogue, written from the
+declared parameters and the registry so the docs cannot drift from the code.
+
+    python -m mtl_platform.reference        # rewrites the generated tails of docs/*.md
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import DEFAULT_COMPONENTS, FIXED_SECTIONS
+
+MARK = "<!-- generated -->\n"
+
+
+def _table(params) -> list[str]:
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for p in params:
+        default = "required" if p.required else f"`{p.default!r}`"
+        rows.append(f"| `{p.name}` | {p.describe_allowed()} | {default} | {p.help} |")
+    return rows
+
+
+def config_markdown() -> str:
+    """The config reference (docs/config.md's generated part) from the declared parameters."""
+    from .contracts import Domain
+
+    lines = ["## `domain`, `architecture`, `weighting`", "",
+             "Each is a component: a bare name (`weighting: ew`) or a mapping with `name` and the "
+             "component's own parameters (`mtl list` prints them). `architecture` defaults to "
+             f"`{DEFAULT_COMPONENTS['architecture']}` and `weighting` to `{DEFAULT_COMPONENTS['weighting']}`; "
+             "`domain` is required. Every domain also takes:", ""]
+    lines += _table(Domain.base_params) + [""]
+    for section, params in FIXED_SECTIONS.items():
+        lines += [f"## `{section}`", ""] + _table(params) + [""]
+    return "\n".join(lines)
+
+
+def weightings_markdown(plugin: str = "mtl_platform.weightings") -> str:
+    """The catalogue of the built-in weightings: what each needs, its kind, its parameters."""
+    from .registry import load
+
+    registry, _ = load()
+    lines = ["| name | needs | kind | parameters | what it is |", "|---|---|---|---|---|"]
+    for comp in registry.components("weighting"):
+        if comp.plugin != plugin:
+            continue
+        cls = comp.cls
+        kind = "loss weighting" if cls.scales_heads else "gradient method"
+        params = ", ".join(f"`{p.name}`={p.default!r}" for p in comp.params) or "-"
+        lines.append(f"| `{comp.name}` | {cls.needs.name} | {kind} | {params} | {comp.summary} |")
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {"docs/config.md": config_markdown, "docs/weightings.md": weightings_markdown}
+
+
+def update(root: str | Path = ".") -> None:
+    for rel, make in PAGES.items():
+        path = Path(root) / rel
+        head = path.read_text().split(MARK, 1)[0]
+        path.write_text(head + MARK + make())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    update()
