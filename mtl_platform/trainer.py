@@ -200,7 +200,8 @@ class Trainer:
                     self.weight_sum += weights.double()
                     self.weight_count += 1
                 self.run.step += 1
-                e.weighting.after_step(lambda b=batch: self.reevaluate(b))
+                if e.engine.stepped:  # after an optimizer step, not after every micro-batch
+                    e.weighting.after_step(lambda b=batch: self.reevaluate(b))
                 bar.update(1)
                 if self.run.step % log_every == 0:
                     self.check_finite()
@@ -222,8 +223,10 @@ class Trainer:
 
     @torch.no_grad()
     def reevaluate(self, batch) -> dict:
-        """The losses of ``batch`` under the current (just stepped) model: FAMO's closure."""
-        return {k: v.detach() for k, v in self.exp.domain.losses(batch, self.exp.model).items()}
+        """The losses of ``batch`` under the current (just stepped) model: FAMO's closure
+        (under the same autocast as the training forward, so before and after compare)."""
+        with self.autocast():
+            return {k: v.detach() for k, v in self.exp.domain.losses(batch, self.exp.model).items()}
 
     def end_epoch(self, epoch: int) -> None:
         e = self.exp

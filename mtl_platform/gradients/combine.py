@@ -38,8 +38,11 @@ def needed(needs: Needs, jacobian: Tensor, block_sizes: Sequence[int] | None = N
     raise ValueError(f"unknown needs {needs!r}")
 
 
-def form(out: Tensor, m: int, p: int, blocks: int) -> str:
-    """Which of the three forms ``out`` is: 'weights', 'block_weights' or 'vector'."""
+def form(out: Tensor, m: int, p: int, blocks: int, needs: Needs | None = None) -> str:
+    """Which of the three forms ``out`` is: 'weights', 'block_weights' or 'vector'
+    (a Jacobian weighting's (P,) answer is a vector even when P happens to equal m)."""
+    if out.dim() == 1 and out.shape[0] == p and needs is Needs.JACOBIAN:
+        return "vector"
     if out.dim() == 1 and out.shape[0] == m:
         return "weights"
     if out.dim() == 2 and out.shape == (blocks, m):
@@ -50,11 +53,12 @@ def form(out: Tensor, m: int, p: int, blocks: int) -> str:
                      f"({blocks}, {m}) per-block weights or a ({p},) gradient")
 
 
-def combined_gradient(out: Tensor, jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:
+def combined_gradient(out: Tensor, jacobian: Tensor, block_sizes: Sequence[int] | None = None,
+                      needs: Needs | None = None) -> Tensor:
     """The shared-space gradient (P,) a weighting's answer stands for."""
     m, p = jacobian.shape
     sizes = list(block_sizes or [p])
-    kind = form(out, m, p, len(sizes))
+    kind = form(out, m, p, len(sizes), needs)
     if kind == "weights":
         return out.to(jacobian.dtype) @ jacobian
     if kind == "block_weights":
@@ -70,4 +74,4 @@ def call_weighting(weighting, losses: Tensor, jacobian: Tensor, block_sizes: Seq
     """
     computed = needed(weighting.needs, jacobian, block_sizes)
     out = weighting.weights(losses, **computed).detach()
-    return out, combined_gradient(out, jacobian, block_sizes)
+    return out, combined_gradient(out, jacobian, block_sizes, weighting.needs)

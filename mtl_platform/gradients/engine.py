@@ -86,6 +86,7 @@ class GradientEngine:
         self.scaler = scaler
         self.accumulate = int(accumulate)
         self.micro_steps = 0
+        self.stepped = False  # whether the last ``step`` call stepped the optimizers
         self.last_weights: Tensor | None = None
         self.steps = 0
         self.diagnostics: list[dict[str, Tensor]] = []
@@ -168,7 +169,7 @@ class GradientEngine:
             jac = self._jacobian(vector, amp, [z])
             computed = needed(weighting.needs, jac)
             answer = weighting.weights(vector.detach(), **computed).detach()
-            combined = combined_gradient(answer, jac)
+            combined = combined_gradient(answer, jac, needs=weighting.needs)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
             injected = ((combined - coeff @ jac) * apply).view_as(z)
             torch.autograd.backward([(coeff * vector * apply).sum(), z], [None, injected])
@@ -182,7 +183,7 @@ class GradientEngine:
             sizes = self.block_sizes()
             computed = needed(weighting.needs, jac, sizes)
             answer = weighting.weights(vector.detach(), **computed).detach()
-            combined = combined_gradient(answer, jac, sizes)
+            combined = combined_gradient(answer, jac, sizes, weighting.needs)
             coeff = self._coefficients(weighting, answer, m, n, len(sizes), vector)
             _scatter(space, combined * apply)
             _scatter(others, (coeff.to(rest.dtype) @ rest) * apply)
@@ -191,7 +192,7 @@ class GradientEngine:
             jac = self._jacobian(vector, amp, space)
             computed = needed(weighting.needs, jac)
             answer = weighting.weights(vector.detach(), **computed).detach()
-            combined = combined_gradient(answer, jac)
+            combined = combined_gradient(answer, jac, needs=weighting.needs)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
             (coeff * vector * apply).sum().backward()
             _scatter(space, (combined - coeff.to(jac.dtype) @ jac) * apply)
@@ -203,7 +204,8 @@ class GradientEngine:
         """Step the optimizers once every ``accumulate`` calls (through the AMP scaler, if any),
         then zero their gradients; return whether a step was taken."""
         self.micro_steps += 1
-        if self.micro_steps % self.accumulate:
+        self.stepped = self.micro_steps % self.accumulate == 0
+        if not self.stepped:
             return False
         for opt in optimizers:
             if self.scaler is not None:
@@ -225,7 +227,7 @@ class GradientEngine:
     @staticmethod
     def _coefficients(weighting, answer: Tensor, m: int, p: int, blocks: int, like: Tensor) -> Tensor:
         """The loss coefficients for parameters outside the gradient space."""
-        if weighting.scales_heads and form(answer, m, p, blocks) == "weights":
+        if weighting.scales_heads and form(answer, m, p, blocks, weighting.needs) == "weights":
             return answer.to(like.dtype)
         return torch.ones(m, dtype=like.dtype, device=like.device)
 

@@ -1,0 +1,82 @@
+"""Dual-Balancing Multi-Task Learning (Lin, Jiang, Ye, Zhang, Chen, Chen, Liu, Tsang, Kwok, 2023)."""
+import torch
+
+from mtl_platform.contracts import Needs, Weighting
+from mtl_platform.errors import UserError
+from mtl_platform.hookspecs import hookimpl
+from mtl_platform.params import Param
+
+
+class DBMTL(Weighting):
+    """DB-MTL: log-loss gradients, smoothed by an EMA, rescaled to the largest task's norm.
+
+    Lin et al., "Dual-Balancing for Multi-Task Learning", arXiv 2308.12029 (2023), §3,
+    Eqs. 5–7 and its algorithm:
+
+    - loss-scale balancing: each task contributes ∇log(L_t + ε) = ∇L_t / (L_t + ε) (Jacobian
+      row t divided by its loss; ε = ``eps``, losses are assumed ≥ 0);
+    - gradient-magnitude balancing: an EMA per task, ĝ_t ← β_k ĝ_t + (1−β_k) ∇log(L_t + ε),
+      ĝ_t starting at 0 (no bias correction), with β_k = ``beta`` / k^``beta_sigma`` at step
+      k = 1, 2, … (σ = 0, the default, is a constant rate β; the authors' released defaults are
+      β = 0.9, σ = 0);
+    - the update Σ_t (max_s ‖ĝ_s‖ / ‖ĝ_t‖) ĝ_t: every smoothed task direction at the largest
+      smoothed norm.
+
+    The update is built from the smoothed gradients, not from the current ones, so it is not a
+    combination wᵀJ of this step's task gradients: the weighting needs the ``JACOBIAN`` and
+    returns the aggregated gradient (P,). The EMA lives in that gradient space, in the buffer
+    ``grad_ema`` of shape (m, P) — memory m×P, as much as the Jacobian itself — allocated at
+    the first call on the Jacobian's device and dtype, and checkpointed with the step count. A
+    change of P (a different gradient space) restarts the EMA. Because P must mean the same
+    coordinates from step to step, the weighting forces ``param`` mode (``mode = "param"``; a
+    representation's coordinates are different samples at every batch).
+
+    When every task has the same log-gradient g at every step, the update is m·ĝ with
+    ĝ = (1 − β^k)·g after k steps (constant β), i.e. it tends to m times the common
+    log-gradient. A task whose EMA is exactly zero contributes nothing. A gradient method:
+    parameters outside the gradient space get ∇ Σ_t L_t.
+    """
+
+    name = "db_mtl"
+    needs = Needs.JACOBIAN
+    scales_heads = False
+    mode = "param"
+    params = (
+        Param("beta", float, 0.9, "EMA rate β of the log-loss gradients (0 ≤ β < 1)", minimum=0.0),
+        Param("beta_sigma", float, 0.0, "decay σ of the rate, β_k = β / k^σ (0: constant)", minimum=0.0),
+        Param("eps", float, 1e-8, "ε in log(L_t + ε)", minimum=0.0),
+    )
+
+    def __init__(self, tasks, beta=0.9, beta_sigma=0.0, eps=1e-8, **params):
+        super().__init__(tasks, beta=beta, beta_sigma=beta_sigma, eps=eps, **params)
+        if not 0.0 <= float(beta) < 1.0:
+            raise UserError(f"weighting.beta: got {beta!r}, expected a float in [0, 1)")
+        self.beta, self.sigma, self.eps = float(beta), float(beta_sigma), float(eps)
+        self.register_buffer("grad_ema", torch.zeros(self.num_tasks, 0))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def weights(self, losses, jacobian=None, **computed):
+        jac = jacobian
+        if self.grad_ema.shape != jac.shape:  # first call, or a different gradient space
+            self.grad_ema = torch.zeros_like(jac)
+            self.steps = torch.zeros_like(self.steps)
+        self.steps = self.steps + 1
+        rate = self.beta / self.steps.to(jac.dtype).pow(self.sigma)
+        scale = (losses.detach().to(jac) + self.eps).clamp_min(torch.finfo(jac.dtype).tiny)
+        log_grads = jac / scale.unsqueeze(1)
+        ema = rate * self.grad_ema.to(jac) + (1 - rate) * log_grads
+        self.grad_ema = ema
+        norms = ema.norm(dim=1)
+        factor = norms.max() / norms.clamp_min(torch.finfo(jac.dtype).tiny)
+        return (factor.unsqueeze(1) * ema).sum(0)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "grad_ema")
+        if saved is not None and saved.shape != self.grad_ema.shape:  # allocated lazily
+            self.grad_ema = torch.zeros(saved.shape, dtype=saved.dtype, device=self.grad_ema.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(DBMTL)
