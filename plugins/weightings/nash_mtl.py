@@ -1,0 +1,115 @@
+"""Nash-MTL: multi-task learning as a bargaining game (Navon et al., ICML 2022, Eq. 5, §3.3)."""
+import torch
+
+from mtl_platform.contracts import Needs, Weighting
+from mtl_platform.gradients.solvers import (bargaining_objective, bargaining_residual, nash_bargaining,
+                                            working_dtype)
+from mtl_platform.hookspecs import hookimpl
+from mtl_platform.params import Param
+
+
+class NashMTL(Weighting):
+    """Nash-MTL: weights α > 0 solving the bargaining condition Gα = 1/α; the update is Σ α_t g_t.
+
+    Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik, Fetaya, "Multi-Task Learning as a
+    Bargaining Game", ICML 2022. The Nash bargaining solution over the ball satisfies
+    ``g_iᵀ d = 1/α_i`` with ``d = Σ_j α_j g_j``, i.e. ``(Gα)_i = 1/α_i`` (Eq. 5); it is unique
+    when the gradients are linearly independent. At the solution ‖d‖² = αᵀGα = m.
+
+    Solver (the paper, §3.3, approximates the solution by a sequence of convex problems
+    (CCP) solved with cvxpy on the CPU): here the system is solved *exactly* in torch, on the
+    device, as the stationary point of the strictly convex ``½αᵀGα − Σ log α_i`` by
+    ``optim_niter`` damped-Newton steps
+    (``mtl_platform.gradients.solvers.nash_bargaining``; 4–15 steps reach machine precision on
+    well-posed problems). The start is whichever of the previous α and 1/‖g_t‖ (exact for
+    orthogonal gradients) has the lower objective. The authors' code normalises G by its
+    Frobenius norm only for the conditioning of the CCP program; its constraints use the raw
+    scale, so the α here are on the same scale (α_t ∝ 1/‖g_t‖: scaling g_i by s scales α_i by
+    1/s and leaves the others and d unchanged).
+
+    - ``eps``: a ridge ``eps · mean_t ‖g_t‖²`` added to the diagonal of G before solving. With
+      some nonnegative combination of the gradients equal to 0 (a zero gradient, exactly
+      opposite gradients — Pareto stationarity) ``Gα = 1/α`` has no solution (α → ∞); the
+      ridge makes one exist, with α of order eps^{-1/2}/‖g‖. Close to that regime the solve may
+      not finish within ``optim_niter``: the residual max_i |α_i(Gα)_i − 1| of the last solve
+      is kept in the non-persistent buffer ``residual`` for logging.
+    - ``max_norm`` (default 1.0, 0 = off): the authors (and LibMTL) call
+      ``clip_grad_norm_(shared_parameters, max_norm)`` after the backward of Σ α_t L_t, so the
+      shared-parameter update has norm ≤ max_norm. Here the same clip is expressed through the
+      weights, on every step: ``w = α · min(1, max_norm / √(αᵀGα))``. Since ‖d‖ = √m at the
+      solution, max_norm = 1 rescales every update to norm 1 for m ≥ 2.
+    - ``update_weights_every``: α is recomputed every k-th call only, and reused in between
+      (the authors' option, there to skip the per-task gradients: this engine computes the
+      Gramian on every step anyway, so here it only skips the solve). The call counter is
+      checkpointed (``get_extra_state``); the last α is the buffer ``alpha`` (starts at 1).
+
+    Identical gradient directions (g_t = c_t u, ‖u‖ = 1, c_t > 0): α_t = 1/(c_t √m) and
+    d = √m u before clipping — with identical gradients g, α_t = 1/(√m ‖g‖) each. One
+    difference to the authors' code, on purpose: they backpropagate Σ α_t L_t, so task heads
+    get α-weighted gradients; here, as for every gradient method (DESIGN.md §3.2,
+    ``scales_heads = False``), the heads get the unweighted ∇Σ L_t.
+    """
+
+    name = "nash_mtl"
+    needs = Needs.GRAMIAN
+    scales_heads = False
+    params = (
+        Param("update_weights_every", int, 1, "recompute α every k-th step, reuse it in between", minimum=1),
+        Param("optim_niter", int, 20, "damped-Newton steps per solve", minimum=1),
+        Param("max_norm", float, 1.0, "clip the update's norm to this (0: off), as the authors' clip_grad_norm_",
+              minimum=0.0),
+        Param("eps", float, 1e-8, "ridge on G, relative to the mean ‖g_t‖²", minimum=0.0),
+    )
+
+    def __init__(self, tasks, update_weights_every=1, optim_niter=20, max_norm=1.0, eps=1e-8, **params):
+        super().__init__(tasks, update_weights_every=update_weights_every, optim_niter=optim_niter,
+                         max_norm=max_norm, eps=eps, **params)
+        self.update_weights_every = int(update_weights_every)
+        self.optim_niter = int(optim_niter)
+        self.max_norm = float(max_norm)
+        self.eps = float(eps)
+        self.calls = 0
+        self.register_buffer("alpha", torch.ones(len(self.tasks)))
+        self.register_buffer("residual", torch.zeros(()), persistent=False)
+
+    def get_extra_state(self):
+        return {"calls": self.calls}
+
+    def set_extra_state(self, state):
+        self.calls = int(state["calls"])
+
+    def solve(self, gram):
+        """The bargaining α (m,) for ``gram``, warm-started from the stored α."""
+        g = gram.to(working_dtype(gram))
+        g = 0.5 * (g + g.T)
+        m = g.shape[0]
+        diag = torch.diagonal(g).clamp_min(0)
+        ridge = self.eps * diag.mean() + torch.finfo(g.dtype).tiny
+        reg = g + ridge * torch.eye(m, dtype=g.dtype, device=g.device)
+        fresh = (diag + ridge).rsqrt()
+        previous = self.alpha.to(fresh).clamp_min(torch.finfo(g.dtype).tiny)
+        start = torch.where(bargaining_objective(reg, previous) < bargaining_objective(reg, fresh), previous, fresh)
+        alpha = nash_bargaining(reg, start, self.optim_niter)
+        with torch.no_grad():
+            self.residual = bargaining_residual(reg, alpha).to(self.residual)
+            self.alpha = alpha.to(self.alpha)
+        return alpha
+
+    def weights(self, losses, gram=None, **computed):
+        if gram is None:
+            raise TypeError("nash_mtl needs the Gramian: call weights(losses, gram=G)")
+        if self.calls % self.update_weights_every == 0:
+            alpha = self.solve(gram)
+        else:
+            alpha = self.alpha.to(working_dtype(gram))
+        self.calls += 1
+        if self.max_norm > 0:
+            g = gram.to(alpha.dtype)
+            norm = (alpha @ (0.5 * (g + g.T)) @ alpha).clamp_min(0).sqrt()
+            alpha = alpha * (self.max_norm / norm.clamp_min(torch.finfo(norm.dtype).tiny)).clamp(max=1.0)
+        return alpha.to(gram.dtype)
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(NashMTL)

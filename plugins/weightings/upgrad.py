@@ -1,0 +1,68 @@
+"""UPGrad: unconflicting projection of gradients (Quinton & Rey, 2024, "Jacobian Descent for Multi-Objective Optimization")."""
+import torch
+
+from mtl_platform.contracts import Needs, Weighting
+from mtl_platform.gradients.solvers import nonneg_qp, working_dtype
+from mtl_platform.hookspecs import hookimpl
+from mtl_platform.params import Param
+
+
+class UPGrad(Weighting):
+    """UPGrad: the mean of each task gradient projected onto the dual cone of all task gradients.
+
+    Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", arXiv 2406.16232,
+    2024 (the definition of the UPGrad aggregator): ``A(J) = (1/m) Σ_i π_J(g_i)`` with
+    ``π_J(g) = argmin_{x : Jx ≥ 0} ‖x − g‖²``, the projection onto the dual cone
+    ``{x : g_jᵀx ≥ 0 ∀j}``. Every π_J(g_i), hence their mean, has a nonnegative inner product
+    with every task gradient: the update never conflicts with a task.
+
+    In weights (the dual form the paper also uses to compute it): the Lagrangian of the
+    projection gives ``π_J(g_i) = Jᵀ(e_i + λ⁽ⁱ⁾)`` with
+    ``λ⁽ⁱ⁾ = argmin_{λ ≥ 0} ½ λᵀGλ + λᵀG e_i``; equivalently ``v⁽ⁱ⁾ = e_i + λ⁽ⁱ⁾`` minimises
+    ``vᵀGv`` over ``v ≥ e_i``. The returned task weights are ``w = (1/m) Σ_i v⁽ⁱ⁾``. The m
+    nonnegative QPs are solved together, exactly, by the batched Lawson–Hanson active-set
+    method of ``mtl_platform.gradients.solvers.nonneg_qp`` (float64 on the device;
+    ``iterations`` steps, null: 2m + 4; ``tol`` its relative stopping tolerance). The paper's
+    code uses quadprog with a small ridge (``reg_eps``) because quadprog needs a positive
+    definite G; this solver handles singular Gramians, so no ridge is added. The largest
+    violation of the cone constraints by the last solve, ``max_{i,j} max(0, −g_jᵀπ_J(g_i))``
+    relative to ``max_j ‖g_j‖²`` (0 up to rounding), is kept in the non-persistent buffer
+    ``residual``.
+
+    Special cases: non-conflicting gradients (all g_iᵀg_j ≥ 0) give λ = 0, i.e. the plain
+    mean (weights 1/m); identical gradients g give weights 1/m and d = g. A zero gradient is
+    ignored by the constraints and gets no weight of its own. The weights are permutation
+    equivariant. A gradient method (DESIGN.md §3.2): the heads get the unweighted ∇Σ L_t.
+    """
+
+    name = "upgrad"
+    needs = Needs.GRAMIAN
+    scales_heads = False
+    params = (
+        Param("iterations", int, None, "active-set steps of the QP solver (null: 2m+4)", optional=True, minimum=1),
+        Param("tol", float, 1e-12, "relative tolerance of the QP solver", minimum=0.0),
+    )
+
+    def __init__(self, tasks, iterations=None, tol=1e-12, **params):
+        super().__init__(tasks, iterations=iterations, tol=tol, **params)
+        self.iterations = None if iterations is None else int(iterations)
+        self.tol = float(tol)
+        self.register_buffer("residual", torch.zeros(()), persistent=False)
+
+    def weights(self, losses, gram=None, **computed):
+        if gram is None:
+            raise TypeError("upgrad needs the Gramian: call weights(losses, gram=G)")
+        g = gram.to(working_dtype(gram))
+        g = 0.5 * (g + g.T)
+        m = g.shape[0]
+        lam = nonneg_qp(g, g, self.iterations, self.tol)          # row i: λ⁽ⁱ⁾ for c = G e_i
+        v = torch.eye(m, dtype=g.dtype, device=g.device) + lam
+        with torch.no_grad():
+            scale = torch.diagonal(g).amax().clamp_min(torch.finfo(g.dtype).tiny)
+            self.residual = ((-(v @ g)).clamp_min(0).amax() / scale).to(self.residual)
+        return v.mean(0).to(gram.dtype)
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(UPGrad)
