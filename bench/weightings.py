@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mtl_platform import registry
-from mtl_platform.contracts import Needs, StagedEncoder
+from mtl_platform.contracts import StagedEncoder
 from mtl_platform.gradients import GradientEngine
 from mtl_platform.gradients.jacobian import task_jacobian
 

@@ -8,7 +8,6 @@ matplotlib is imported only by :func:`plot_deltas`.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -211,34 +210,25 @@ def render_markdown(report: dict) -> str:
 
 def plot_deltas(report: dict, path: str | os.PathLike) -> None:
     """Write a PNG bar chart of the relative Δ per task (percent, mean ± std over seeds) per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figures import save_png, subplots
 
     groups = [g for g in report["groups"] if g["delta_p_percent"] is not None]
     tasks = list(dict.fromkeys(t for g in report["groups"] for t in g["tasks"]))
     width = 0.8 / max(len(groups), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) * max(len(groups), 1)), 4.5))
-    try:
-        for i, group in enumerate(groups):
-            stats = [group["tasks"].get(t, {}).get("relative_delta_percent") for t in tasks]
-            xs = [k + (i - (len(groups) - 1) / 2) * width for k in range(len(tasks))]
-            ax.bar(xs, [s["mean"] if s else 0.0 for s in stats], width,
-                   yerr=[s["std"] if s else 0.0 for s in stats], capsize=3, label=group["label"])
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(tasks)), tasks)
-        ax.set_xlabel("task")
-        ax.set_ylabel("relative Δ vs STL (%)")
-        ax.set_title("Relative Δ over single-task learning, per task")
-        if groups:
-            ax.legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    fig, ax = subplots(figsize=(max(6.0, 1.2 * len(tasks) * max(len(groups), 1)), 4.5))
+    for i, group in enumerate(groups):
+        stats = [group["tasks"].get(t, {}).get("relative_delta_percent") for t in tasks]
+        xs = [k + (i - (len(groups) - 1) / 2) * width for k in range(len(tasks))]
+        ax.bar(xs, [s["mean"] if s else 0.0 for s in stats], width,
+               yerr=[s["std"] if s else 0.0 for s in stats], capsize=3, label=group["label"])
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_xlabel("task")
+    ax.set_ylabel("relative Δ vs STL (%)")
+    ax.set_title("Relative Δ over single-task learning, per task")
+    if groups:
+        ax.legend()
+    save_png(fig, path)
 
 
 TRAINING_PLOT = "report_training.png"

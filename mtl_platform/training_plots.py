@@ -3,12 +3,10 @@ conflicting task-gradient pairs and the mean pairwise cosine over training steps
 (the diagnostics of GH Fig. 2/12 and the PGA cosine traces, for any weighting)."""
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
 from .runs import DIAGNOSTICS_FILE
 
 
@@ -48,32 +46,23 @@ def plot_training(report: dict, path: str | os.PathLike) -> bool:
                 runs.append((f"{group['label']} (seed {seed})", rows))
     if not runs:
         return False
-    import matplotlib
+    from .figures import save_png, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_w, ax_c, ax_cos) = plt.subplots(1, 3, figsize=(15, 4.2))
-    try:
-        for label, rows in runs:
-            steps = [r["step"] for r in rows]
-            if all("weights" in r for r in rows):
-                for task in rows[0]["weights"]:
-                    ax_w.plot(steps, [r["weights"][task] for r in rows], label=f"{label}: {task}")
-            ax_c.plot(steps, rolling_mean([100 * r["conflict"] for r in rows]), label=label)
-            ax_cos.plot(steps, [sum(r["cos"].values()) / max(len(r["cos"]), 1) for r in rows], label=label)
-        ax_w.set(title="task weights", xlabel="step", ylabel="weight")
-        ax_c.set(title=f"conflicting task pairs (rolling mean of {WINDOW} logs)", xlabel="step",
-                 ylabel="% of pairs with cos < 0")
-        ax_cos.set(title="mean pairwise gradient cosine", xlabel="step", ylabel="cos")
-        ax_cos.axhline(0.0, color="black", linewidth=0.8)
-        for ax in (ax_w, ax_c, ax_cos):
-            if ax.lines:
-                ax.legend(fontsize="small")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    fig, (ax_w, ax_c, ax_cos) = subplots(1, 3, figsize=(15, 4.2))
+    for label, rows in runs:
+        steps = [r["step"] for r in rows]
+        if all("weights" in r for r in rows):
+            for task in rows[0]["weights"]:
+                ax_w.plot(steps, [r["weights"][task] for r in rows], label=f"{label}: {task}")
+        ax_c.plot(steps, rolling_mean([100 * r["conflict"] for r in rows]), label=label)
+        ax_cos.plot(steps, [sum(r["cos"].values()) / max(len(r["cos"]), 1) for r in rows], label=label)
+    ax_w.set(title="task weights", xlabel="step", ylabel="weight")
+    ax_c.set(title=f"conflicting task pairs (rolling mean of {WINDOW} logs)", xlabel="step",
+             ylabel="% of pairs with cos < 0")
+    ax_cos.set(title="mean pairwise gradient cosine", xlabel="step", ylabel="cos")
+    ax_cos.axhline(0.0, color="black", linewidth=0.8)
+    for ax in (ax_w, ax_c, ax_cos):
+        if ax.lines:
+            ax.legend(fontsize="small")
+    save_png(fig, path)
     return True
