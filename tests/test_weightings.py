@@ -152,3 +152,25 @@ def test_engine_rejects_an_answer_of_the_wrong_shape():
     engine = GradientEngine(model, Broken(["a", "b"]), ["a", "b"])
     with pytest.raises(ValueError, match=r"returned shape \(3,\)"):
         engine.backward({"a": out["a"].sum(), "b": out["b"].sum()})
+
+
+def test_the_engine_computes_gramians_in_full_precision_under_autocast():
+    from mtl_platform.contracts import Needs, Weighting
+
+    class Spy(Weighting):
+        name = "spy"
+        needs = Needs.GRAMIAN
+        scales_heads = False
+
+        def weights(self, losses, gram=None, **computed):
+            self.dtypes = (losses.dtype, gram.dtype)
+            return torch.ones(2, dtype=gram.dtype)
+
+    torch.manual_seed(0)
+    model, spy = TwoHeads(), Spy(["a", "b"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(8, 3))
+        assert out["a"].dtype == torch.bfloat16  # the forward really ran in bf16
+        GradientEngine(model, spy, ["a", "b"]).backward({"a": out["a"].pow(2).mean(), "b": out["b"].mean()})
+    assert spy.dtypes == (torch.float32, torch.float32)
+    assert model.shared.weight.grad.dtype == torch.float32

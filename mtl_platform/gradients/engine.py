@@ -133,8 +133,14 @@ class GradientEngine:
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
                  weighting: Weighting | None = None) -> Tensor:
         """Add the weighting's update to ``.grad``; return its answer (detached)."""
-        weighting = weighting or self.weighting
         vector = self.stack(losses)
+        if vector.dtype in (torch.float16, torch.bfloat16):
+            vector = vector.float()
+        # Gramians, solvers and weights in full precision, even inside the trainer's autocast.
+        with torch.autocast(vector.device.type, enabled=False):
+            return self._backward(vector, params, weighting or self.weighting)
+
+    def _backward(self, vector: Tensor, params, weighting: Weighting) -> Tensor:
         detached = vector.detach()
         amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
         apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
