@@ -12,7 +12,7 @@ def lenet_encoder(width: int = 1) -> StagedEncoder:
         nn.Sequential(nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2), nn.ReLU()),
         nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, f), nn.ReLU()),
     ]
-    return StagedEncoder(stages, out_shape=(f,))
+    return StagedEncoder(stages, out_shape=(f,), stage_shapes=((c1, 12, 12), (c2, 4, 4), (f,)))
 
 
 def lenet_head(in_features: int, num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
