@@ -30,3 +30,22 @@ class ClassificationTask(Task):
         values = torch.stack([sums["correct"].double(), sums["loss"].double(), sums["count"].double()]).tolist()
         correct, loss, count = values
         return {"accuracy": correct / count, "loss": loss / count}
+
+
+class RegressionTask(Task):
+    """Scalar regression with mean squared error; MSE counts in Δp, MAE is reported only."""
+
+    metrics = (Metric("mse", higher_is_better=False),
+               Metric("mae", higher_is_better=False, in_delta_p=False))
+
+    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(pred.reshape(target.shape), target)
+
+    def metric_sums(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        err = pred.reshape(target.shape) - target
+        return {"se": err.pow(2).sum(), "ae": err.abs().sum(),
+                "count": torch.tensor(target.numel(), device=target.device)}
+
+    def finalize(self, sums: dict[str, Tensor]) -> dict[str, float]:
+        se, ae, count = torch.stack([sums["se"].double(), sums["ae"].double(), sums["count"].double()]).tolist()
+        return {"mse": se / count, "mae": ae / count}
