@@ -1,0 +1,72 @@
+"""CoNAL's supernet (Yue, PhD thesis 2023, Ch. 5, §5.2, Eq. 5.1; spec thesis.md §3.2)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtl_platform.contracts import Architecture
+from mtl_platform.hookspecs import hookimpl
+
+
+class CoNAL(Architecture):
+    """CoNAL supernet: all-shared encoder f_S plus one purely-specific encoder h_t per task,
+    task t entering its private path at branch point p with weight softmax(α_t)_p.
+
+    With z_1 = x and z_p = f_S^{p−1}(z_{p−1}) the output of the first p−1 shared stages,
+    o_t = Σ_{p=1..P} softmax(α_t)_p · h_t^{p→}(z_p), where h_t^{p→} runs task t's private
+    stages p … P−1 (the identity for p = P), and ŷ_t = g_t(o_t) (thesis §5.2, plain softmax,
+    no temperature). Branch point 1 is the single-task network, P the HPS network. α starts
+    uniform (zeros, spec [ASSUME]). f_S is shared; h_t and the head g_t belong to task t;
+    α is the architecture parameters. ``branch_points()`` gives each task's argmax branch
+    point (1-based), what CoNAL's derivation keeps. Each task evaluates P(P−1)/2 private
+    stages per forward. CoNAL's conflict rule is the ``conal_conflict`` weighting; its
+    bi-level search and retraining stages are not part of this module.
+    """
+
+    name = "conal"
+    has_rep = False
+
+    def __init__(self, tasks, encoder_factory, head_factory, **params):
+        super().__init__(tasks, encoder_factory, head_factory, **params)
+        self.shared = encoder_factory()
+        self.private = nn.ModuleDict({t: encoder_factory() for t in self.tasks})
+        self.heads = nn.ModuleDict({t: head_factory(t) for t in self.tasks})
+        self.points = len(self.shared.stages) + 1  # P
+        self.alpha = nn.ParameterDict({t: nn.Parameter(torch.zeros(self.points)) for t in self.tasks})
+
+    def forward(self, inputs):
+        prefixes = [inputs]  # z_1 … z_P
+        for stage in self.shared.stages:
+            prefixes.append(stage(prefixes[-1]))
+        out = {}
+        for t in self.tasks:
+            weights = torch.softmax(self.alpha[t], dim=0)
+            stages = self.private[t].stages
+            mixed = 0
+            for p, z in enumerate(prefixes):  # p = 0 … P−1 here is branch point p+1
+                for stage in stages[p:]:
+                    z = stage(z)
+                mixed = mixed + weights[p] * z
+            out[t] = self.heads[t](mixed)
+        return out
+
+    def shared_parameters(self):
+        return list(self.shared.parameters())
+
+    def task_parameters(self, task):
+        return [*self.private[task].parameters(), *self.heads[task].parameters()]
+
+    def architecture_parameters(self):
+        return list(self.alpha.values())
+
+    def parameter_blocks(self):
+        return [list(s.parameters()) for s in self.shared.stages if any(True for _ in s.parameters())]
+
+    def branch_points(self) -> dict[str, int]:
+        """Each task's most probable branch point, 1-based (1: fully private … P: fully shared)."""
+        return {t: int(torch.argmax(self.alpha[t].detach())) + 1 for t in self.tasks}
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_architecture(CoNAL)
