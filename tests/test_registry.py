@@ -55,9 +55,10 @@ def test_a_disabled_component_can_be_replaced_by_a_third_party():
 
 
 def test_disabling_a_whole_plugin_removes_its_components():
+    full, _ = registry.load()
     reg, pm = registry.load(disable=["mtl_platform.weightings"])
     assert reg.names("weighting") == []
-    assert reg.names("architecture") == ["hps"]
+    assert reg.names("architecture") == full.names("architecture") and "hps" in reg.names("architecture")
     assert pm.is_blocked("mtl_platform.weightings")
 
 
