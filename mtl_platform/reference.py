@@ -51,7 +51,23 @@ def weightings_markdown(plugin: str = "mtl_platform.weightings") -> str:
     return "\n".join(lines) + "\n"
 
 
-PAGES = {"docs/config.md": config_markdown, "docs/weightings.md": weightings_markdown}
+def architectures_markdown(plugin: str = "mtl_platform.architectures") -> str:
+    """The catalogue of the built-in architectures: parameters, rep mode, what each is."""
+    from .registry import load
+
+    registry, _ = load()
+    lines = ["| name | rep mode | parameters | what it is |", "|---|---|---|---|"]
+    for comp in registry.components("architecture"):
+        if comp.plugin != plugin:
+            continue
+        params = ", ".join(f"`{p.name}`={p.default!r}" for p in comp.params) or "-"
+        rep = "yes" if comp.cls.has_rep else "no (param)"
+        lines.append(f"| `{comp.name}` | {rep} | {params} | {comp.summary} |")
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {"docs/config.md": config_markdown, "docs/weightings.md": weightings_markdown,
+         "docs/architectures.md": architectures_markdown}
 
 
 def update(root: str | Path = ".") -> None:

@@ -35,8 +35,9 @@ class Component:
 
     @property
     def summary(self) -> str:
+        """The docstring's first paragraph, on one line."""
         doc = (self.cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
 
 class Registry:
