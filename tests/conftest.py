@@ -19,6 +19,17 @@ TINY = {
 }
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: torch's intra-op threads only add contention (10-100x slower on a busy host)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"

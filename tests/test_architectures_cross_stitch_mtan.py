@@ -29,13 +29,7 @@ def conv_encoder():
 ENCODERS = {"mlp": (mlp_encoder, (6,)), "conv": (conv_encoder, (2, 6, 6))}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: intra-op threads only add synchronisation (slow on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(arch, m, enc, **params):

@@ -14,13 +14,7 @@ from mtl_platform_plugins.architectures.ple import PLE
 OUT = 3  # head output width
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention (seconds per step on a busy host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp_encoder(stage_shapes=True):
