@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from mtl_platform.hookspecs import hookimpl
-from mtl_platform.params import Param
 
-from .ple import ExtractionNetwork, SoftmaxGate
+from .ple import PLE
 
 
-class CGC(ExtractionNetwork):
+class CGC(PLE):
     """Customized Gate Control: shared experts plus experts of each task (PLE paper Eq. 1–3).
 
     Every expert is a whole ``encoder_factory()`` copy. Task t's output is
@@ -27,16 +26,7 @@ class CGC(ExtractionNetwork):
     """
 
     name = "cgc"
-    params = (
-        Param("num_shared_experts", int, 1, "experts shared by all tasks", minimum=0),
-        Param("num_task_experts", int, 1, "experts of each task", minimum=0),
-    )
-
-    def __init__(self, tasks, encoder_factory, head_factory, num_shared_experts=1, num_task_experts=1, **params):
-        super().__init__(tasks, encoder_factory, head_factory, num_shared_experts=num_shared_experts,
-                         num_task_experts=num_task_experts, **params)
-        self._build(encoder_factory, head_factory, num_shared_experts, num_task_experts,
-                    per_stage=False, gate_factory=SoftmaxGate)
+    per_stage = False  # one level: every expert is a whole encoder copy
 
 
 @hookimpl

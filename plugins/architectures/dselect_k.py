@@ -10,7 +10,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from .ple import ExtractionNetwork
+from ._experts import ExtractionNetwork
 
 
 def smooth_step(t: Tensor, gamma: float) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from .ple import ExtractionNetwork, SoftmaxGate
+from ._experts import ExtractionNetwork, SoftmaxGate
 
 
 class MMoE(ExtractionNetwork):
