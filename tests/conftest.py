@@ -91,5 +91,12 @@ def recorder():
     return Recorder()
 
 
+def make_domain(cls, **overrides):
+    """A domain built in-process with its declared defaults, some overridden."""
+    params = {p.name: p.default for p in cls.declared_params()}
+    params.update(overrides)
+    return cls(seed=0, **params)
+
+
 def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).iterdir()) if Path(root).exists() else []

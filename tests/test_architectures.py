@@ -7,12 +7,12 @@ from mtl_platform import registry
 from mtl_platform_plugins.domains.multi_mnist.domain import MultiMNIST
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
+from conftest import make_domain
+
 DOMAINS = {
-    "multi_mnist": lambda: MultiMNIST(seed=0, **{**{p.name: p.default for p in MultiMNIST.declared_params()},
-                                                 "train_pairs": 64, "val_pairs": 8, "test_pairs": 8}),
-    **{f"synthetic_m{m}": (lambda m=m: SyntheticRegression(seed=0, **{
-        **{p.name: p.default for p in SyntheticRegression.declared_params()},
-        "activations": ["sinc"] * m, "train_samples": 64})) for m in (2, 3, 5)},
+    "multi_mnist": lambda: make_domain(MultiMNIST, train_pairs=64, val_pairs=8, test_pairs=8),
+    **{f"synthetic_m{m}": (lambda m=m: make_domain(SyntheticRegression, activations=["sinc"] * m,
+                                                   train_samples=64)) for m in (2, 3, 5)},
 }
 
 

@@ -5,12 +5,13 @@ from mtl_platform_plugins.architectures.conal import CoNAL
 from mtl_platform_plugins.architectures.hps import HPS
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
+from conftest import make_domain
+
 TASKS = ["task0", "task1", "task2"]
 
 
 def domain():
-    params = {p.name: p.default for p in SyntheticRegression.declared_params()}
-    return SyntheticRegression(seed=0, **{**params, "activations": ["sinc"] * 3, "train_samples": 16})
+    return make_domain(SyntheticRegression, activations=["sinc"] * 3, train_samples=16)
 
 
 def force(model, point):

@@ -7,12 +7,13 @@ from mtl_platform_plugins.architectures.dsmtl_jl import DSMTLJL
 from mtl_platform_plugins.architectures.hps import HPS
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
+from conftest import make_domain
+
 TASKS = ["task0", "task1"]
 
 
 def domain():
-    params = {p.name: p.default for p in SyntheticRegression.declared_params()}
-    return SyntheticRegression(seed=0, **{**params, "activations": ["sinc"] * 2, "train_samples": 16})
+    return make_domain(SyntheticRegression, activations=["sinc"] * 2, train_samples=16)
 
 
 def set_gates(model, value):

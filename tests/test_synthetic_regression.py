@@ -9,11 +9,11 @@ from mtl_platform.errors import UserError
 from mtl_platform_plugins.domains.synthetic_regression.data import activate, generate
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
+from conftest import make_domain
+
 
 def domain(**overrides):
-    params = {p.name: p.default for p in SyntheticRegression.declared_params()}
-    params.update(overrides)
-    return SyntheticRegression(seed=0, **params)
+    return make_domain(SyntheticRegression, **overrides)
 
 
 def test_activations_by_hand():
