@@ -89,7 +89,7 @@ class GradientEngine:
         self.stepped = False  # whether the last ``step`` call stepped the optimizers
         self.last_weights: Tensor | None = None
         self.steps = 0
-        self.diagnostics: list[dict[str, Tensor]] = []
+        self.diagnostics: list[tuple[int, Tensor]] = []  # (step, flat values on the device)
         self._said: set[str] = set()
 
     # -- helpers -------------------------------------------------------------------------
@@ -239,30 +239,34 @@ class GradientEngine:
 
     # -- diagnostics -----------------------------------------------------------------------
     def record(self, answer: Tensor, jac: Tensor) -> None:
-        """Keep this step's weights, gradient norms, cosines and conflict fraction (on the device)."""
+        """Keep this step's conflict fraction, gradient norms, pairwise cosines and task weights
+        as one flat tensor on the device (NaN weights where the answer is not task weights)."""
         gram = jac @ jac.T
+        m = gram.shape[0]
         norms = gram.diagonal().clamp_min(0).sqrt()
         cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)
-        m = gram.shape[0]
-        off = ~torch.eye(m, dtype=torch.bool, device=gram.device)
-        conflict = ((cos < 0) & off).sum() / max(m * (m - 1), 1)
-        entry = {"step": torch.tensor(self.steps), "norms": norms.detach(), "cos": cos.detach(),
-                 "conflict": conflict.detach()}
-        if answer.dim() == 1 and answer.shape[0] == m:
-            entry["weights"] = answer
-        self.diagnostics.append(entry)
+        upper = torch.triu_indices(m, m, offset=1, device=gram.device)
+        pairs = cos[upper[0], upper[1]]
+        conflict = (pairs < 0).sum(dtype=gram.dtype).reshape(1) / max(pairs.numel(), 1)
+        weights = (answer.to(gram.dtype) if answer.dim() == 1 and answer.shape[0] == m
+                   else torch.full((m,), float("nan"), dtype=gram.dtype, device=gram.device))
+        self.diagnostics.append((self.steps, torch.cat([conflict, norms, pairs, weights]).detach()))
 
     def pop_diagnostics(self) -> list[dict]:
         """The recorded diagnostics as plain rows (one host transfer), emptying the buffer."""
+        if not self.diagnostics:
+            return []
+        m = len(self.tasks)
+        names = [f"{self.tasks[i]}|{self.tasks[j]}" for i in range(m) for j in range(i + 1, m)]
+        values = torch.stack([flat for _, flat in self.diagnostics]).tolist()
         rows = []
-        for entry in self.diagnostics:
-            m = len(self.tasks)
-            cos = entry["cos"].tolist()
-            row = {"step": int(entry["step"]), "conflict": float(entry["conflict"]),
-                   "norm": dict(zip(self.tasks, entry["norms"].tolist())),
-                   "cos": {f"{self.tasks[i]}|{self.tasks[j]}": cos[i][j] for i in range(m) for j in range(i + 1, m)}}
-            if "weights" in entry:
-                row["weights"] = dict(zip(self.tasks, entry["weights"].tolist()))
+        for (step, _), flat in zip(self.diagnostics, values):
+            norms, rest = flat[1:1 + m], flat[1 + m:]
+            pairs, weights = rest[:len(names)], rest[len(names):]
+            row = {"step": step, "conflict": flat[0], "norm": dict(zip(self.tasks, norms)),
+                   "cos": dict(zip(names, pairs))}
+            if not any(w != w for w in weights):  # NaN: the answer was not task weights
+                row["weights"] = dict(zip(self.tasks, weights))
             rows.append(row)
         self.diagnostics = []
         return rows
