@@ -6,7 +6,7 @@ from typing import Iterator, Mapping
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 
 class TensorTaskDataset(Dataset):
@@ -28,6 +28,22 @@ class TensorTaskDataset(Dataset):
 
     def get_batch(self, index: Tensor):
         return self.inputs[index], {t: v[index] for t, v in self.targets.items()}
+
+
+class BatchedSubset(Subset):
+    """A ``Subset`` of a dataset with batched access that keeps it (one index op per batch)."""
+
+    def __init__(self, dataset: Dataset, indices):
+        super().__init__(dataset, indices)
+        self.index = torch.as_tensor(indices, dtype=torch.long)
+
+    def get_batch(self, index: Tensor):
+        return self.dataset.get_batch(self.index[index])
+
+
+def subset(dataset: Dataset, indices) -> Subset:
+    """``indices`` of ``dataset``, with batched access where the dataset has it."""
+    return (BatchedSubset if hasattr(dataset, "get_batch") else Subset)(dataset, list(indices))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:

@@ -77,6 +77,7 @@ def report(run_dirs, out, formats):
 @click.option("--disable", multiple=True, metavar="NAME", help="Block a plugin or component first.")
 def list_components(kind, disable):
     """List registered components (architectures, weightings, domains, ...) with their parameters."""
+    from .params import flatten
     from .registry import load
 
     registry, _ = load(disable)
@@ -96,7 +97,7 @@ def list_components(kind, disable):
             click.echo(f"  {comp.name}  [plugin {comp.plugin}: {comp.module}]")
             if comp.summary:
                 click.echo(f"      {comp.summary}")
-            for p in comp.params:
+            for p in flatten(comp.params):
                 default = "required" if p.required else repr(p.default)
                 click.echo(f"      {p.name}: {p.describe_allowed()} = {default}  {p.help}")
         click.echo("")

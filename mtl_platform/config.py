@@ -189,7 +189,11 @@ def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
             raise UserError(f"{key}: missing required section")
     out: dict[str, Any] = {}
     for section in COMPONENT_SECTIONS:
-        out[section] = _component(raw.get(section), section, registry)
+        given = raw.get(section)
+        if given is None and section == "weighting" and out.get("architecture"):
+            # a searched architecture may bring its own default (CoNAL: RLW; DSMTL-AL: learned weights)
+            given = registry.get("architecture", out["architecture"]["name"]).cls.default_weighting
+        out[section] = _component(given, section, registry)
     for section, params in FIXED_SECTIONS.items():
         given = raw.get(section)
         if given is None:

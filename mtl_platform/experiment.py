@@ -48,14 +48,18 @@ def build_domain(config: dict, registry: Registry) -> Domain:
     return domain
 
 
+def build_architecture(config: dict, registry: Registry, domain: Domain) -> Architecture:
+    """The configured architecture, built from the domain's encoder and head factories."""
+    arch = registry.get("architecture", config["architecture"]["name"]).cls
+    return arch(domain.task_names, domain.encoder_factory, domain.head_factory, **_kwargs(config["architecture"]))
+
+
 def build_experiment(config: dict, registry: Registry, domain: Domain | None = None) -> Experiment:
     train = config["train"]
     device = resolve_device(train["device"])
     seed_everything(train["seed"], train["deterministic"])
     domain = domain or build_domain(config, registry)
-    arch = registry.get("architecture", config["architecture"]["name"]).cls
-    model: nn.Module = arch(domain.task_names, domain.encoder_factory, domain.head_factory,
-                            **_kwargs(config["architecture"])).to(device)
+    model: nn.Module = build_architecture(config, registry, domain).to(device)
     wcls = registry.get("weighting", config["weighting"]["name"]).cls
     weighting = wcls(domain.task_names, **_kwargs(config["weighting"])).to(device)
     scaler = torch.amp.GradScaler(device.type) if train["amp"] == "fp16" else None

@@ -28,6 +28,8 @@ class Param:
 
     ``choices`` limits the allowed values; ``item`` is the element type of a list;
     ``optional`` allows ``null``; ``minimum`` bounds numbers from below (inclusive).
+    ``fields`` makes a mapping parameter a nested section (a stage's settings, say
+    ``architecture.search``): its keys are validated and defaulted like a component's.
     """
 
     name: str
@@ -38,6 +40,7 @@ class Param:
     item: type | None = None
     optional: bool = False
     minimum: float | None = None
+    fields: tuple | None = None
 
     @property
     def required(self) -> bool:
@@ -64,6 +67,8 @@ class Param:
                 return None
             raise UserError(f"{where}: got null, expected {self.describe_allowed()}")
         out = _coerce_scalar(self.type, value, where, self.describe_allowed())
+        if self.fields is not None:
+            return resolve_params(self.fields, out, where, reserved=())
         if self.type is list and self.item is not None:
             out = [_coerce_scalar(self.item, v, f"{where}[{i}]", _TYPE_NAMES.get(self.item, "value"))
                    for i, v in enumerate(out)]
@@ -155,7 +160,26 @@ def resolve_params(params: Iterable[Param], given: dict, where: str,
             out[p.name] = p.coerce(given[p.name], f"{where}.{p.name}")
         elif p.required:
             raise UserError(f"{where}.{p.name}: missing required key ({p.describe_allowed()}: {p.help})")
+        elif p.fields is not None:
+            out[p.name] = resolve_params(p.fields, {}, f"{where}.{p.name}", reserved=())
         else:
             out[p.name] = p.default
+    return out
+
+
+def section(name: str, help: str, *fields: Param) -> Param:
+    """A nested section parameter (``architecture.search.epochs``): a mapping of ``fields``."""
+    return Param(name, dict, {}, help, fields=tuple(fields))
+
+
+def flatten(params, prefix: str = "") -> list[Param]:
+    """Parameters with nested sections spelled out as dotted names, for listings and docs."""
+    out = []
+    for p in params:
+        if p.fields is not None:
+            out += flatten(p.fields, f"{prefix}{p.name}.")
+        else:
+            out.append(Param(prefix + p.name, p.type, p.default, p.help, p.choices, p.item, p.optional,
+                             p.minimum) if prefix else p)
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import DEFAULT_COMPONENTS, FIXED_SECTIONS
+from .params import flatten
 
 MARK = "<!-- generated -->\n"
 
@@ -46,7 +47,7 @@ def weightings_markdown(plugin: str = "mtl_platform.weightings") -> str:
             continue
         cls = comp.cls
         kind = "loss weighting" if cls.scales_heads else "gradient method"
-        params = ", ".join(f"`{p.name}`={p.default!r}" for p in comp.params) or "-"
+        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
         lines.append(f"| `{comp.name}` | {cls.needs.name} | {kind} | {params} | {comp.summary} |")
     return "\n".join(lines) + "\n"
 
@@ -60,7 +61,7 @@ def architectures_markdown(plugin: str = "mtl_platform.architectures") -> str:
     for comp in registry.components("architecture"):
         if comp.plugin != plugin:
             continue
-        params = ", ".join(f"`{p.name}`={p.default!r}" for p in comp.params) or "-"
+        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
         rep = "yes" if comp.cls.has_rep else "no (param)"
         lines.append(f"| `{comp.name}` | {rep} | {params} | {comp.summary} |")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from .baselines import ensure_baselines
 from .atomic import atomic_write_text
 from .config import apply_overrides, config_hash, disabled_plugins, dump, read_yaml, resolve
 from .errors import UserError
-from .experiment import build_experiment
+from .experiment import build_domain, build_experiment
 
 
 def prepare(config_path: str | Path | None = None, sets: Iterable[str] = (), disable: Iterable[str] = (),
@@ -55,10 +55,14 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
           resume: str | Path | None = None, extra_plugins: Iterable = (), progress: bool | None = None,
           echo=print) -> dict:
     """Run ``mtl train``; return the results dict also written to ``results.json``."""
-    from .trainer import Trainer
-
     config, registry, pm, run_dir = prepare(config_path, sets, disable, resume, extra_plugins, progress)
-    exp = build_experiment(config, registry)  # loads the data: a bad path fails here
+    arch = registry.get("architecture", config["architecture"]["name"]).cls
+    domain = build_domain(config, registry)  # loads the data: a bad path fails here
+    checked = config
+    if arch.learns_task_weights and config["weighting"]["name"] == "fixed" and config["weighting"]["weights"] is None:
+        # the search fills these in; check the rest of the config with placeholders now
+        checked = dict(config, weighting={"name": "fixed", "weights": dict.fromkeys(domain.task_names, 1.0)})
+    exp = build_experiment(checked, registry, domain)  # builds model and weighting: bad parameters fail here
     if run_dir is None:
         run_dir = runs.create_run_dir(config["output"]["root"], config["output"]["name"])
         atomic_write_text(run_dir / runs.CONFIG_FILE, dump(config))
@@ -78,9 +82,15 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
         "stl": {t: b["results"]["test"][t] for t, b in baselines.items()} if baselines else None,
         "stl_hashes": {t: b["hash"] for t, b in baselines.items()} if baselines else None,
     }
-    trainer = Trainer(exp, run_dir, pm, stage="main", reference=reference, extra=extra, echo=echo)
+    from .contracts.stage import StageContext
+    from .stages import run_stages
+
+    plan = arch.stage_plan(config)
+    ctx = StageContext(config=config, registry=registry, pm=pm, domain=exp.domain, run_dir=Path(run_dir),
+                       stage_dir=Path(run_dir), resume=resume is not None, reference=reference, extra=extra,
+                       echo=echo)
     try:
-        results = trainer.fit(resume=resume is not None)
+        results = run_stages(plan, ctx)
     except KeyboardInterrupt:
         echo(f"interrupted; continue with: mtl train --resume {run_dir}")
         raise

@@ -39,6 +39,28 @@ class Run:
         self.stop_reason = reason
 
 
+class DomainProtocol:
+    """The ordinary update protocol: the domain's training batches and its ``train_step``.
+
+    A stage with another loop (a bi-level search) passes its own object with the same three
+    methods: ``batches(epoch, start)``, ``step(batch)`` (returns the detached task losses) and
+    ``flush()`` (apply what an accumulation left pending at the end of an epoch).
+    """
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+
+    def batches(self, epoch: int, start: int):
+        return self.exp.domain.loaders("train", epoch=epoch, start=start)
+
+    def step(self, batch) -> dict:
+        e = self.exp
+        return e.domain.train_step(batch, e.model, e.engine, e.optimizers)
+
+    def flush(self) -> None:
+        self.exp.engine.flush(self.exp.optimizers)
+
+
 def selection_score(val: dict, reference: dict, spec: dict) -> float:
     """Δp (%) of validation metrics against a reference (STL, or the first epoch)."""
     with warnings.catch_warnings():
@@ -50,8 +72,9 @@ class Trainer:
     """Trains one experiment in ``run_dir``; ``fit`` returns its results."""
 
     def __init__(self, exp: Experiment, run_dir: Path, pm, stage: str = "main",
-                 reference: dict | None = None, extra: dict | None = None, echo=print):
+                 reference: dict | None = None, extra: dict | None = None, echo=print, protocol=None):
         self.exp = exp
+        self.protocol = protocol or DomainProtocol(exp)
         self.cfg = exp.config["train"]
         self.run_dir = Path(run_dir)
         self.pm = pm
@@ -175,7 +198,7 @@ class Trainer:
     def train_epoch(self, epoch: int, start: int) -> None:
         e = self.exp
         e.model.train()
-        batches = e.domain.loaders("train", epoch=epoch, start=start)
+        batches = self.protocol.batches(epoch, start)
         if start == 0:
             self.loss_sum.zero_()
             self.loss_count = 0
@@ -189,7 +212,7 @@ class Trainer:
             for i, batch in enumerate(batches, start=start):
                 batch = to_device(batch, e.device)
                 with self.autocast():
-                    losses = e.domain.train_step(batch, e.model, e.engine, e.optimizers)
+                    losses = self.protocol.step(batch)
                 vec = torch.stack([losses[t].detach().reshape(()) for t in self.tasks])
                 bad = ~torch.isfinite(vec) & (self.bad_step < 0)
                 self.bad_step = torch.where(bad, torch.full_like(self.bad_step, self.run.step), self.bad_step)
@@ -212,7 +235,7 @@ class Trainer:
                     self.save_checkpoint(epoch, i + 1)
         finally:
             bar.close()
-        e.engine.flush(e.optimizers)
+        self.protocol.flush()
         self.check_finite()
 
     def autocast(self):
@@ -244,6 +267,9 @@ class Trainer:
                         if self.weight_count else None),  # the epoch's mean task weights
             "val": evals["val"], "test": evals["test"],
         }
+        state = e.model.search_state() if hasattr(e.model, "search_state") else {}
+        if state:  # a searched architecture's α, gates, ... at the end of this epoch
+            row["architecture"] = state
         self.rows.append(row)
         if self.cfg["select"] == "val" and self.best_epoch() == epoch:
             atomic_save(e.model.state_dict(), self.run_dir / "best.pt")

@@ -63,6 +63,14 @@ def write_config(tmp_path):
     return write
 
 
+# weightings whose parameters have no default: what tests that build every weighting give them
+REQUIRED_WEIGHTING_ARGS = {"fixed": lambda tasks: {"weights": {t: 0.5 + i for i, t in enumerate(tasks)}}}
+
+
+def weighting_args(name: str, tasks: list[str]) -> dict:
+    return REQUIRED_WEIGHTING_ARGS.get(name, lambda t: {})(list(tasks))
+
+
 class Recorder:
     """An in-process plugin that records training-loop hook calls."""
 

@@ -8,12 +8,15 @@ from mtl_platform import registry, session
 from mtl_platform.contracts import Needs
 from mtl_platform.gradients.combine import call_weighting, form
 
+from conftest import weighting_args
+
 REG, _ = registry.load()
 NAMES = REG.names("weighting")
 
 
 def make(name, m):
-    return REG.get("weighting", name).cls([f"t{i}" for i in range(m)])
+    tasks = [f"t{i}" for i in range(m)]
+    return REG.get("weighting", name).cls(tasks, **weighting_args(name, tasks))
 
 
 def family(kind, m, p=30, seed=0):
@@ -70,6 +73,7 @@ def test_agreeing_gradients_give_a_positive_multiple_of_the_common_gradient(name
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_weighting_trains_the_tiny_multi_mnist_run(name, write_config):
-    results = session.train(write_config({"weighting": name, "train.epochs": 1}), progress=False,
+    section = {"name": name, **weighting_args(name, ["left", "right"])}
+    results = session.train(write_config({"weighting": section, "train.epochs": 1}), progress=False,
                             echo=lambda *a, **k: None)
     assert all(0.0 <= results["mtl"][t]["accuracy"] <= 1.0 for t in ("left", "right"))

@@ -11,6 +11,8 @@ from mtl_platform_plugins.weightings.dwa import DWA
 from mtl_platform_plugins.weightings.ew import EW
 from mtl_platform_plugins.weightings.uw import UW
 
+from conftest import weighting_args
+
 
 @pytest.fixture(scope="module")
 def weightings():
@@ -24,7 +26,8 @@ def weightings():
 def test_every_loss_weighting_gives_finite_positive_weights_of_the_right_shape(weightings, m):
     losses = torch.rand(m) + 0.1
     for name, cls in weightings.items():
-        w = cls([f"t{i}" for i in range(m)]).weights(losses)
+        tasks = [f"t{i}" for i in range(m)]
+        w = cls(tasks, **weighting_args(name, tasks)).weights(losses)
         assert w.shape == (m,), name
         assert torch.isfinite(w).all() and (w > 0).all(), name
 

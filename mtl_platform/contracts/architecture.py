@@ -15,9 +15,25 @@ class Architecture(Configurable, nn.Module):
     Every trainable parameter is in exactly one of ``shared_parameters()``,
     ``task_parameters(t)`` (for some t) and ``architecture_parameters()``.
     ``rep`` is the shared representation of the last forward, if the architecture has one.
+
+    A searched architecture declares the stages of its run (``stage_plan``, DESIGN.md §3.4),
+    reports its search variables once per epoch (``search_state``) and turns them into a
+    plain-JSON architecture config (``derive``) that a later stage rebuilds from code.
+    ``default_weighting`` is the weighting a config gets when it names none (``ew`` if None);
+    ``learns_task_weights`` says a search learns weights that a ``fixed`` weighting left
+    without ``weights`` takes in retraining.
     """
 
     has_rep = False
+    default_weighting: dict | None = None
+    learns_task_weights = False
+
+    @classmethod
+    def stage_plan(cls, config: dict) -> list:
+        """The stages of a run with this architecture (default: one ordinary training stage)."""
+        from ..stages import TrainStage
+
+        return [TrainStage("main")]
 
     def __init__(self, tasks: list[str], encoder_factory: Callable[[], nn.Module],
                  head_factory: Callable[[str], nn.Module], **params):
@@ -41,3 +57,21 @@ class Architecture(Configurable, nn.Module):
     def parameter_blocks(self) -> list[list[nn.Parameter]]:
         """Shared parameters grouped per encoder stage, in order (block-wise methods)."""
         return [self.shared_parameters()]
+
+    def search_state(self) -> dict:
+        """JSON-able search variables (α, gates, learned task weights) for the metrics log."""
+        return {}
+
+    def derive(self) -> dict:
+        """The derived architecture as a config section (``{"name": ..., **params}``) plus
+        anything later stages need (``task_weights``); plain JSON."""
+        raise NotImplementedError(f"architecture {self.name!r} has no derivation")
+
+    def parameter_counts(self) -> dict:
+        """Trainable parameter counts: total, shared, per task and architecture parameters."""
+        def count(params) -> int:
+            return sum(p.numel() for p in params)
+
+        return {"total": count(p for p in self.parameters()), "shared": count(self.shared_parameters()),
+                "tasks": {t: count(self.task_parameters(t)) for t in self.tasks},
+                "architecture": count(self.architecture_parameters())}

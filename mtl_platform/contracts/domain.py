@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from ..batches import Batches, batch_indices, to_device
+from ..batches import Batches, batch_indices, subset, to_device
 from ..errors import UserError
 from ..params import Param, did_you_mean
 from .component import Configurable
@@ -105,7 +105,7 @@ class Domain(Configurable):
         g = torch.Generator().manual_seed(int(seed))
         order = torch.randperm(len(data), generator=g).tolist()
         k = int(round(fraction * len(data)))
-        return Subset(data, order[:k]), Subset(data, order[k:])
+        return subset(data, order[:k]), subset(data, order[k:])
 
     # -- the update protocol --------------------------------------------------------------
     def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:

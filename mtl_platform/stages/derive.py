@@ -1,0 +1,66 @@
+"""Derivation: a searched model's variables become a plain-JSON architecture (DESIGN.md §3.4)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..checkpoint import load
+from ..contracts.stage import Stage, StageContext
+from ..errors import UserError
+from ..experiment import build_architecture
+from ..params import resolve_params
+
+ARCHITECTURE_FILE = "architecture.json"
+
+
+class DeriveStage(Stage):
+    """Rebuild the searched model, load the final weights of stage ``source`` (the last
+    epoch's α: ``model.pt``, read with ``weights_only=True``), call its ``derive()`` and
+    write the answer to ``architecture.json``. Nothing is trained."""
+
+    def __init__(self, name: str = "derive", source: str = "search"):
+        self.name = name
+        self.source = source
+
+    def run(self, ctx: StageContext) -> dict:
+        model = build_architecture(ctx.config, ctx.registry, ctx.domain)
+        weights = Path(ctx.previous[self.source]["run_dir"]) / "model.pt"
+        model.load_state_dict(load(weights))
+        derived = model.derive()
+        atomic_write_text(ctx.stage_dir / ARCHITECTURE_FILE, json.dumps(derived, indent=2) + "\n")
+        ctx.echo(f"{self.name}: {describe(derived)}")
+        return {"stage": self.name, "run_dir": str(ctx.stage_dir), "derived": derived,
+                "searched_parameters": model.parameter_counts()}
+
+
+def describe(derived: dict) -> str:
+    """One line: where each task branches, its gate and its learned weight."""
+    parts = []
+    for key, label in (("branch_points", "branch point"), ("gates", "gate"), ("task_weights", "weight")):
+        if derived.get(key):
+            parts.append(f"{label}s " + ", ".join(f"{t}={v:.3g}" if isinstance(v, float) else f"{t}={v}"
+                                                   for t, v in derived[key].items()))
+    return "; ".join(parts) or json.dumps(derived["architecture"])
+
+
+def from_derived(source: str = "derive"):
+    """A ``TrainStage.configure`` that trains the architecture derived in stage ``source``.
+
+    The derived section is validated against its component's parameters like a user's. A
+    ``fixed`` weighting left without weights takes the learned task weights (DSMTL-AL).
+    """
+
+    def configure(config: dict, ctx: StageContext) -> dict:
+        derived = ctx.previous[source]["derived"]
+        section = derived["architecture"]
+        comp = ctx.registry.get("architecture", section["name"])
+        config["architecture"] = resolve_params(comp.params, section, "derived architecture")
+        weighting = config["weighting"]
+        if weighting["name"] == "fixed" and weighting.get("weights") is None:
+            if not derived.get("task_weights"):
+                raise UserError("weighting.weights: required (the derived architecture learned no task weights)")
+            weighting["weights"] = dict(derived["task_weights"])
+        return config
+
+    return configure

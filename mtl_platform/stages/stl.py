@@ -1,0 +1,25 @@
+"""A stage that obtains every task's single-task model from the STL baseline cache (DESIGN.md §7)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..baselines import ensure_baselines
+from ..contracts.stage import Stage, StageContext
+
+
+class STLStage(Stage):
+    """Each task's STL model — ``stl_config(config, task)``, the very models the Δp baselines
+    use — reused from ``$MTL_CACHE`` when present, trained (and cached) otherwise.
+
+    Results: per task the cache hash, the weights file and the STL metrics, so a later stage
+    (DSMTL-IL's gated stage) loads the weights and the report can cite them.
+    """
+
+    def __init__(self, name: str = "stl"):
+        self.name = name
+
+    def run(self, ctx: StageContext) -> dict:
+        found = ensure_baselines(ctx.config, ctx.domain.task_names, ctx.registry, ctx.pm, ctx.echo)
+        return {"stage": self.name, "models": {
+            t: {"hash": b["hash"], "weights": str(Path(b["path"]) / "weights.pt"), "reused": b["reused"],
+                "test": b["results"]["test"]} for t, b in found.items()}}

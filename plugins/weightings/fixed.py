@@ -1,0 +1,54 @@
+"""Fixed task weights: minimise Σ_t w_t L_t with w given (static trade-offs, or the task weights
+an architecture search learned, e.g. DSMTL-AL's retraining, Yue PhD thesis 2023, Eq. 6.10)."""
+import torch
+
+from mtl_platform.contracts import Weighting
+from mtl_platform.errors import UserError
+from mtl_platform.hookspecs import hookimpl
+from mtl_platform.params import Param
+
+
+class Fixed(Weighting):
+    """Fixed weights: w_t from ``weights`` (task → weight), constant through training.
+
+    A loss weighting (every parameter gets ∇ Σ_t w_t L_t). Weights are used as given (not
+    renormalised): DSMTL-AL's learned weights lie on the simplex, as in the thesis's Eq. 6.10.
+    Left out (``null``) after an architecture search, the retraining stage fills in the task
+    weights the search learned; elsewhere they are required.
+    """
+
+    name = "fixed"
+    params = (Param("weights", dict, None, "task → weight (null: the task weights an architecture "
+                    "search learned)", optional=True),)
+
+    def __init__(self, tasks, weights=None, **params):
+        super().__init__(tasks, weights=weights, **params)
+        if weights is None:
+            raise UserError("weighting.weights: required, a mapping task → weight (only a searched architecture "
+                            "that learns task weights, such as dsmtl_al, fills it in)")
+        unknown = sorted(set(weights) - set(self.tasks))
+        missing = [t for t in self.tasks if t not in weights]
+        if unknown or missing:
+            raise UserError(f"weighting.weights: expected one weight per task ({', '.join(self.tasks)}); "
+                            + (f"unknown {unknown}" if unknown else f"missing {missing}"))
+        values = []
+        for t in self.tasks:
+            v = weights[t]
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise UserError(f"weighting.weights.{t}: got {v!r}, expected a number >= 0")
+            try:
+                v = float(v)
+            except ValueError:
+                raise UserError(f"weighting.weights.{t}: got {v!r}, expected a number >= 0") from None
+            if not v >= 0:
+                raise UserError(f"weighting.weights.{t}: got {v!r}, expected a number >= 0")
+            values.append(v)
+        self.register_buffer("fixed", torch.tensor(values))
+
+    def weights(self, losses, **computed):
+        return self.fixed.to(device=losses.device, dtype=losses.dtype)
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(Fixed)
