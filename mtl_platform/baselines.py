@@ -85,3 +85,14 @@ def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print)
 
 def ensure_baselines(config: dict, tasks: list[str], registry: Registry, pm, echo=print) -> dict:
     return {t: ensure_baseline(config, t, registry, pm, echo) for t in tasks}
+
+
+def stl_parts(weights: str | Path, task: str) -> tuple[dict, dict]:
+    """A cached STL model's state split into (encoder state, head state) — the STL model is
+    ``STL_ARCHITECTURE`` (one encoder, one head), so DSMTL-IL can load its private parts."""
+    from .checkpoint import load
+
+    state = load(Path(weights))
+    encoder = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    head = {k[len(f"heads.{task}."):]: v for k, v in state.items() if k.startswith(f"heads.{task}.")}
+    return encoder, head

@@ -81,12 +81,52 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         "delta_p_percent": None,
         "eta_percent": None,
     }
+    out["models"] = [model_summary(r) for r in runs]
     if has_stl:
         dp = [s["delta_p"] for s in per_seed]
         et = [s["eta"] for s in per_seed]
         out["delta_p_percent"] = {**_stat(dp), "p_value": metrics.p_value_vs_zero(dp), "per_seed": dp}
         out["eta_percent"] = {**_stat(et), "per_seed": et}
     return out
+
+
+def model_summary(result: dict) -> dict:
+    """What a run trained: its architecture, what a search derived, the learned gates and
+    task weights, parameter counts of the final and of the searched model."""
+    out = {"architecture": (result.get("architecture") or {}).get("name"), "parameters": result.get("parameters"),
+           "derived": None, "searched_parameters": None, "state": result.get("state") or None}
+    for stage in (result.get("stages") or {}).values():
+        if stage.get("derived") is not None:
+            out["derived"] = {k: v for k, v in stage["derived"].items() if k != "alpha"}
+            out["searched_parameters"] = stage.get("searched_parameters")
+    return out
+
+
+def _model_lines(group: dict) -> list[str]:
+    lines = []
+    for seed, model in zip(group["seeds"], group.get("models") or []):
+        if not model.get("parameters"):
+            continue
+        prefix = f"seed {seed}: " if len(group["seeds"]) > 1 else ""
+        derived = model.get("derived") or {}
+        text = f"model: {model['architecture']}"
+        for key, label in (("branch_points", "branch points"), ("task_weights", "learned task weights")):
+            if derived.get(key):
+                text += f"; {label} " + ", ".join(f"{t} {_num(v)}" for t, v in derived[key].items())
+        gates = (model.get("state") or {}).get("gates")
+        if gates:
+            text += "; gates α_t " + ", ".join(f"{t} {v:.3f}" for t, v in gates.items())
+        p = model["parameters"]
+        text += (f"; parameters {p['total']:,} (shared {p['shared']:,}; "
+                 + ", ".join(f"{t} {n:,}" for t, n in p["tasks"].items()) + ")")
+        if model.get("searched_parameters"):
+            text += f"; searched model {model['searched_parameters']['total']:,}"
+        lines.append(prefix + text)
+    return lines
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def build_report(results: list[dict]) -> dict:
@@ -164,7 +204,7 @@ def _summary(group: dict) -> list[str]:
     shown = f"epoch {epochs[0]}" if len(set(epochs)) == 1 else "epochs " + ", ".join(map(str, epochs))
     lines.append(f"select: {group['select']}, {shown}")
     lines.append("seeds: " + ", ".join(str(s) for s in group["seeds"]))
-    return lines
+    return lines + _model_lines(group)
 
 
 def _comparison_lines(report: dict) -> list[str]:

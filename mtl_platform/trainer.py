@@ -298,7 +298,8 @@ class Trainer:
         atomic_save(self.exp.model.state_dict(), self.run_dir / "model.pt")
         return {"run_dir": str(self.run_dir), "stage": self.run.stage, "seed": self.cfg["seed"],
                 "select": self.cfg["select"], "epoch": epoch, "epochs_trained": len(self.rows),
-                "spec": self.spec, "val": row["val"], "test": row["test"], "mtl": row["test"], **self.extra}
+                "spec": self.spec, "val": row["val"], "test": row["test"], "mtl": row["test"],
+                "state": row.get("architecture") or {}, **self.extra}
 
     def selected_weights(self) -> Path:
         best = self.run_dir / "best.pt"

@@ -28,10 +28,21 @@ def architectures():
     return [c.cls for c in reg.components("architecture")]
 
 
+def required_args(name, domain):
+    """Parameters without defaults: a tree whose first task branches after stage 1, every
+    other task fully shared, all gated with the public encoder (so every shared module is
+    reached by every task)."""
+    if name == "tree":
+        points = len(domain.encoder_factory().stages) + 1
+        tasks = domain.task_names
+        return {"branch_points": {t: 2 if i == 0 else points for i, t in enumerate(tasks)}, "public_gate": True}
+    return {}
+
+
 @pytest.mark.parametrize("arch", architectures(), ids=lambda c: c.name)
 def test_parameter_sets_partition_and_gradients_flow_as_declared(arch, domain):
     torch.manual_seed(0)
-    model = arch(domain.task_names, domain.encoder_factory, domain.head_factory)
+    model = arch(domain.task_names, domain.encoder_factory, domain.head_factory, **required_args(arch.name, domain))
     owned = [id(p) for p in model.shared_parameters()]
     for t in domain.task_names:
         owned += [id(p) for p in model.task_parameters(t)]

@@ -146,10 +146,19 @@ class GradientEngine:
         apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
         self.steps += 1
         diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
+        if params is None and not self.shared() and weighting.needs is not Needs.LOSSES:
+            # nothing is shared (a derived tree of separate networks): every task's gradient
+            # reaches only its own parameters, so there is nothing to combine
+            self.say_once(f"gradients: the model has no shared parameters; weighting {weighting.name!r} "
+                          f"reduces to the plain sum of task losses")
+            answer = torch.ones_like(detached)
+            (vector * apply).sum().backward()
+            self.last_weights = answer
+            return answer
         if weighting.needs is Needs.LOSSES:
             answer = weighting.weights(detached).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
-            if diagnose:
+            if diagnose and self.shared():
                 self.record(answer, self._jacobian(vector, amp, self.shared()))
             computed: dict = {}
         else:

@@ -14,12 +14,12 @@ from ..config import dump
 from ..contracts.stage import Stage, StageContext
 from ..experiment import build_experiment
 from ..optim import build_optimizer
-from ..params import Param, section
+from ..params import Param, resolve_params, section
 from ..trainer import Trainer
 
 
-def search_section(help: str = "the architecture search stage", **defaults) -> Param:
-    """The settings every bi-level search stage takes, as ``architecture.<name>.*``."""
+def search_section(*extra: Param, help: str = "the architecture search stage", **defaults) -> Param:
+    """The settings every bi-level search stage takes, as ``architecture.search.*``, plus ``extra``."""
     d = {"epochs": 10, "alpha_lr": 5e-5, "alpha_optimizer": "adam", **defaults}
     return section(
         "search", help,
@@ -36,6 +36,7 @@ def search_section(help: str = "the architecture search stage", **defaults) -> P
         Param("alpha_weight_decay", float, 1e-5, "weight decay of the architecture parameters", minimum=0.0),
         Param("bilevel", bool, True, "α on D_val, θ on D_tr, α first (false: one joint step of both on all "
               "the training data, the single-level ablation)"),
+        *extra,
     )
 
 
@@ -133,7 +134,9 @@ class BilevelSearch(Stage):
         s = ctx.arch_config[self.section]
         config = copy.deepcopy(ctx.config)
         config["train"].update(epochs=s["epochs"], select="last", accumulate=1)
-        config["weighting"] = self.weighting(ctx)
+        chosen = self.weighting(ctx)
+        comp = ctx.registry.get("weighting", chosen["name"])
+        config["weighting"] = resolve_params(comp.params, chosen, "weighting")
         atomic_write_text(ctx.stage_dir / runs.CONFIG_FILE, dump(config))
         exp = build_experiment(config, ctx.registry, domain=ctx.domain)
         arch_ids = {id(p) for p in exp.model.architecture_parameters()}

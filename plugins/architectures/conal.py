@@ -6,6 +6,9 @@ from torch import nn
 
 from mtl_platform.contracts import Architecture
 from mtl_platform.hookspecs import hookimpl
+from mtl_platform.params import Param
+from mtl_platform.stages import BilevelSearch, DeriveStage, TrainStage, from_derived
+from mtl_platform.stages.bilevel import search_section
 
 
 class CoNAL(Architecture):
@@ -19,12 +22,31 @@ class CoNAL(Architecture):
     uniform (zeros, spec [ASSUME]). f_S is shared; h_t and the head g_t belong to task t;
     α is the architecture parameters. ``branch_points()`` gives each task's argmax branch
     point (1-based), what CoNAL's derivation keeps. Each task evaluates P(P−1)/2 private
-    stages per forward. CoNAL's conflict rule is the ``conal_conflict`` weighting; its
-    bi-level search and retraining stages are not part of this module.
+    stages per forward.
+
+    A run has three stages (spec thesis §3.4–3.5): ``search`` — first-order bi-level search
+    on the two halves of the training set, each iteration an α step on a D_val batch, then a
+    θ step on a D_tr batch with the conflict rule (the ``conal_conflict`` weighting) on the
+    shared stages; ``derive`` — p_t = argmax α_t of the last epoch, saved as a ``tree``
+    architecture; ``retrain`` — the derived tree from fresh weights on the full training
+    set with the configured weighting (default: the thesis's random loss weights u/Σu) and
+    the run's optimizer and epochs. ``search.conflict_notice: false`` is the thesis's
+    "w/o conflict-notice" ablation, ``search.bilevel: false`` its single-level CoNAL_sl.
     """
 
     name = "conal"
     has_rep = False
+    default_weighting = {"name": "rlw", "distribution": "uniform", "normalise": "sum"}
+    params = (search_section(Param("conflict_notice", bool, True, "zero the shared stages' gradient from the "
+                                   "first conflicting stage on (Eq. 5.2-5.3)"),
+                             help="CoNAL's architecture search (thesis Algorithm 3)"),)
+
+    @classmethod
+    def stage_plan(cls, config):
+        notice = config["architecture"]["search"]["conflict_notice"]
+        rule = {"name": "conal_conflict" if notice else "ew"}
+        return [BilevelSearch("search", weighting=lambda ctx: rule), DeriveStage("derive", source="search"),
+                TrainStage("retrain", configure=from_derived("derive"))]
 
     def __init__(self, tasks, encoder_factory, head_factory, **params):
         super().__init__(tasks, encoder_factory, head_factory, **params)
@@ -64,7 +86,17 @@ class CoNAL(Architecture):
 
     def branch_points(self) -> dict[str, int]:
         """Each task's most probable branch point, 1-based (1: fully private … P: fully shared)."""
-        return {t: int(torch.argmax(self.alpha[t].detach())) + 1 for t in self.tasks}
+        points = torch.stack([self.alpha[t].detach() for t in self.tasks]).argmax(1).add(1).tolist()
+        return dict(zip(self.tasks, points))
+
+    def search_state(self) -> dict:
+        probs = torch.softmax(torch.stack([self.alpha[t].detach() for t in self.tasks]), 1).tolist()
+        return {"alpha": dict(zip(self.tasks, probs)), "branch_points": self.branch_points()}
+
+    def derive(self) -> dict:
+        """The tree of argmax branch points (spec thesis §3.4, "final architecture")."""
+        state = self.search_state()
+        return {"architecture": {"name": "tree", "branch_points": state["branch_points"]}, **state}
 
 
 @hookimpl

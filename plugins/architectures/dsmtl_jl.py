@@ -73,6 +73,9 @@ class DSMTLJL(Architecture):
     def parameter_blocks(self):
         return [list(s.parameters()) for s in self.public if any(True for _ in s.parameters())]
 
+    def search_state(self) -> dict:
+        return {"gates": self.gate_values()}
+
     def gate_values(self) -> dict[str, float]:
         """The learned α_t, for the report (one host read)."""
         values = torch.sigmoid(torch.stack([self.gates[t].detach() for t in self.tasks])).tolist()
