@@ -198,6 +198,8 @@ class Trainer:
     def train_epoch(self, epoch: int, start: int) -> None:
         e = self.exp
         e.model.train()
+        if hasattr(e.model, "set_epoch"):  # epoch-dependent search schedules (LTB's temperature, warm-up)
+            e.model.set_epoch(epoch)
         batches = self.protocol.batches(epoch, start)
         if start == 0:
             self.loss_sum.zero_()

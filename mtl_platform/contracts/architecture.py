@@ -58,6 +58,9 @@ class Architecture(Configurable, nn.Module):
         """Shared parameters grouped per encoder stage, in order (block-wise methods)."""
         return [self.shared_parameters()]
 
+    # An architecture may also define ``set_epoch(epoch)``: the trainer calls it at the start of
+    # every training epoch (0-based, also on resume), for epoch-dependent search schedules.
+
     def search_state(self) -> dict:
         """JSON-able search variables (α, gates, learned task weights) for the metrics log."""
         return {}
