@@ -118,7 +118,8 @@ def _model_lines(group: dict) -> list[str]:
             text += "; gates α_t " + ", ".join(f"{t} {v:.3f}" for t, v in gates.items())
         p = model["parameters"]
         text += (f"; parameters {p['total']:,} (shared {p['shared']:,}; "
-                 + ", ".join(f"{t} {n:,}" for t, n in p["tasks"].items()) + ")")
+                 + ", ".join(f"{t} {n:,}" for t, n in p["tasks"].items())
+                 + (f"; frozen {p['frozen']:,}" if p.get("frozen") else "") + ")")
         if model.get("searched_parameters"):
             text += f"; searched model {model['searched_parameters']['total']:,}"
         lines.append(prefix + text)

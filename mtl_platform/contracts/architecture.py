@@ -71,10 +71,11 @@ class Architecture(Configurable, nn.Module):
         raise NotImplementedError(f"architecture {self.name!r} has no derivation")
 
     def parameter_counts(self) -> dict:
-        """Trainable parameter counts: total, shared, per task and architecture parameters."""
+        """Parameter counts: total (all), shared, per task, architecture and frozen parameters."""
         def count(params) -> int:
             return sum(p.numel() for p in params)
 
         return {"total": count(p for p in self.parameters()), "shared": count(self.shared_parameters()),
                 "tasks": {t: count(self.task_parameters(t)) for t in self.tasks},
-                "architecture": count(self.architecture_parameters())}
+                "architecture": count(self.architecture_parameters()),
+                "frozen": count(p for p in self.parameters() if not p.requires_grad)}
