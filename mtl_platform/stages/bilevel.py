@@ -20,7 +20,7 @@ from ..trainer import Trainer
 
 def search_section(*extra: Param, help: str = "the architecture search stage", **defaults) -> Param:
     """The settings every bi-level search stage takes, as ``architecture.search.*``, plus ``extra``."""
-    d = {"epochs": 10, "alpha_lr": 5e-5, "alpha_optimizer": "adam", **defaults}
+    d = {"epochs": 10, "alpha_lr": 5e-5, "alpha_optimizer": "adam", "bilevel": True, **defaults}
     return section(
         "search", help,
         Param("epochs", int, d["epochs"], "search epochs", minimum=1),
@@ -34,7 +34,7 @@ def search_section(*extra: Param, help: str = "the architecture search stage", *
               choices=("adam", "adamw", "sgd")),
         Param("alpha_lr", float, d["alpha_lr"], "learning rate of the architecture parameters", minimum=0.0),
         Param("alpha_weight_decay", float, 1e-5, "weight decay of the architecture parameters", minimum=0.0),
-        Param("bilevel", bool, True, "α on D_val, θ on D_tr, α first (false: one joint step of both on all "
+        Param("bilevel", bool, d["bilevel"], "α on D_val, θ on D_tr, α first (false: one joint step of both on all "
               "the training data, the single-level ablation)"),
         *extra,
     )
