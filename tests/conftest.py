@@ -71,6 +71,25 @@ def weighting_args(name: str, tasks: list[str]) -> dict:
     return REQUIRED_WEIGHTING_ARGS.get(name, lambda t: {})(list(tasks))
 
 
+def config_writer(base: dict, path: Path, root: Path):
+    """``write(**changes)``: ``base`` with dotted-key changes (``search.epochs=3``) written to
+    ``path`` as YAML, runs under ``root``; returns the path."""
+
+    def write(**changes) -> Path:
+        cfg = json.loads(json.dumps(base))
+        cfg["output"] = {"root": str(root)}
+        for key, value in changes.items():
+            node = cfg
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return write
+
+
 class Recorder:
     """An in-process plugin that records training-loop hook calls."""
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from mtl_platform import registry, session
 from mtl_platform.checkpoint import load
@@ -17,7 +16,7 @@ from mtl_platform_plugins.architectures.ltb import LTB
 from mtl_platform_plugins.architectures.tree import Tree
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
-from conftest import make_domain, run_dirs
+from conftest import config_writer, make_domain, run_dirs
 
 TASKS = ["task0", "task1", "task2"]
 quiet = {"progress": False, "echo": lambda *a, **k: None}
@@ -178,20 +177,7 @@ SYNTH = {
 
 @pytest.fixture
 def ltb_config(tmp_path):
-    def write(**changes):
-        cfg = copy.deepcopy(SYNTH)
-        cfg["output"] = {"root": str(tmp_path / "runs")}
-        for key, value in changes.items():
-            node = cfg
-            *parents, last = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
-        path = tmp_path / "ltb.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
-    return write
+    return config_writer(SYNTH, tmp_path / "ltb.yaml", tmp_path / "runs")
 
 
 def test_ltb_search_defaults_to_single_level_with_the_thesis_schedule():

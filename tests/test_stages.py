@@ -13,7 +13,7 @@ from mtl_platform.stages.bilevel import BilevelProtocol
 from mtl_platform_plugins.architectures.conal import CoNAL
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
-from conftest import make_domain, run_dirs
+from conftest import config_writer, make_domain, run_dirs
 
 quiet = {"progress": False, "echo": lambda *a, **k: None}
 
@@ -29,22 +29,7 @@ SYNTH = {
 
 @pytest.fixture
 def synth_config(tmp_path):
-    def write(**changes):
-        cfg = copy.deepcopy(SYNTH)
-        cfg["output"] = {"root": str(tmp_path / "runs")}
-        for key, value in changes.items():
-            node = cfg
-            *parents, last = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
-        path = tmp_path / "conal.yaml"
-        import yaml
-
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
-    return write
+    return config_writer(SYNTH, tmp_path / "conal.yaml", tmp_path / "runs")
 
 
 def test_conal_run_searches_derives_and_retrains_the_argmax_tree(synth_config, tmp_path, one_thread):
