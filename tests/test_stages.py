@@ -186,7 +186,8 @@ def test_conal_supernet_at_forced_alpha_matches_its_derived_tree_with_loaded_wei
     d = make_domain(SyntheticRegression, activations=["sinc"] * 3, train_samples=16)
     tasks = d.task_names
     torch.manual_seed(0)
-    conal = CoNAL(tasks, d.encoder_factory, d.head_factory)
+    # independent copies: with the symmetric start every copy equals f_S and loading the wrong one would pass
+    conal = CoNAL(tasks, d.encoder_factory, d.head_factory, search={"symmetric_init": False})
     points = {"task0": 1, "task1": 2, "task2": conal.points}
     with torch.no_grad():
         for t, p in points.items():

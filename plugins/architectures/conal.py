@@ -9,6 +9,7 @@ from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 from mtl_platform.stages import BilevelSearch, DeriveStage, TrainStage, from_derived
 from mtl_platform.stages.bilevel import search_section
+from mtl_platform.stages.symmetric_start import SYMMETRIC_INIT, copy_weights
 
 
 class CoNAL(Architecture):
@@ -19,7 +20,9 @@ class CoNAL(Architecture):
     o_t = Σ_{p=1..P} softmax(α_t)_p · h_t^{p→}(z_p), where h_t^{p→} runs task t's private
     stages p … P−1 (the identity for p = P), and ŷ_t = g_t(o_t) (thesis §5.2, plain softmax,
     no temperature). Branch point 1 is the single-task network, P the HPS network. α starts
-    uniform (zeros, spec [ASSUME]). f_S is shared; h_t and the head g_t belong to task t;
+    uniform (zeros, spec [ASSUME]). With ``search.symmetric_init`` (default) every h_t starts
+    from f_S's weights (spec §3.2: all copies from the same weights) and heads of one shape
+    from the same weights. f_S is shared; h_t and the head g_t belong to task t;
     α is the architecture parameters. ``branch_points()`` gives each task's argmax branch
     point (1-based), what CoNAL's derivation keeps. Each task evaluates P(P−1)/2 private
     stages per forward.
@@ -38,7 +41,7 @@ class CoNAL(Architecture):
     has_rep = False
     default_weighting = {"name": "rlw", "distribution": "uniform", "normalise": "sum"}
     params = (search_section(Param("conflict_notice", bool, True, "zero the shared stages' gradient from the "
-                                   "first conflicting stage on (Eq. 5.2-5.3)"),
+                                   "first conflicting stage on (Eq. 5.2-5.3)"), SYMMETRIC_INIT,
                              help="CoNAL's architecture search (thesis Algorithm 3)"),)
 
     @classmethod
@@ -55,6 +58,9 @@ class CoNAL(Architecture):
         self.heads = nn.ModuleDict({t: head_factory(t) for t in self.tasks})
         self.points = len(self.shared.stages) + 1  # P
         self.alpha = nn.ParameterDict({t: nn.Parameter(torch.zeros(self.points)) for t in self.tasks})
+        if (params.get("search") or {}).get("symmetric_init", True):
+            copy_weights(self.shared, self.private.values())
+            copy_weights(self.heads[self.tasks[0]], self.heads.values())
 
     def forward(self, inputs):
         prefixes = [inputs]  # z_1 … z_P

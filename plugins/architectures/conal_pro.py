@@ -19,6 +19,7 @@ from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 from mtl_platform.stages import BilevelSearch, TrainStage, from_derived
 from mtl_platform.stages.bilevel import search_section
+from mtl_platform.stages.symmetric_start import SYMMETRIC_INIT, copy_weights
 from mtl_platform.stages.derive import ARCHITECTURE_FILE, describe
 
 
@@ -98,6 +99,7 @@ class ConalPro(Architecture):
                   "conflict on it (Eq. 5.2-5.3 on one module)"),
             Param("budget", str, "round", "'round': every round runs search.epochs; 'total': search.epochs "
                   "is split equally over the P-1 rounds (at least 1 each)", choices=("round", "total")),
+            SYMMETRIC_INIT,
             help="CoNAL-Pro's search rounds (thesis §5.2.4); epochs, batch size and learning rates of each round",
             alpha_lr=2.5e-5),
         Param("round", int, 1, "the search round this supernet is (1: the deepest branch point); set by the "
@@ -118,6 +120,9 @@ class ConalPro(Architecture):
                                       for t in self.tasks})
         self.heads = nn.ModuleDict({t: head_factory(t) for t in self.tasks})
         self.alpha = nn.ParameterDict({t: nn.Parameter(torch.zeros(2)) for t in self.tasks})  # [(b), (a)]
+        if (params.get("search") or {}).get("symmetric_init", True):
+            copy_weights(self.shared.stages[self.first:], self.private.values())
+            copy_weights(self.heads[self.tasks[0]], self.heads.values())
 
     @classmethod
     def stage_plan(cls, config):

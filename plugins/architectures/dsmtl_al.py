@@ -8,6 +8,7 @@ from torch import nn
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.stages import BilevelSearch, DeriveStage, TrainStage, from_derived
 from mtl_platform.stages.bilevel import search_section
+from mtl_platform.stages.symmetric_start import SYMMETRIC_INIT
 
 from .conal import CoNAL
 
@@ -33,7 +34,7 @@ class DSMTLAL(CoNAL):
     name = "dsmtl_al"
     default_weighting = {"name": "fixed"}
     learns_task_weights = True
-    params = (search_section(help="DSMTL-AL's branch and task-weight search (Eq. 6.8)"),)
+    params = (search_section(SYMMETRIC_INIT, help="DSMTL-AL's branch and task-weight search (Eq. 6.8)"),)
 
     def __init__(self, tasks, encoder_factory, head_factory, **params):
         super().__init__(tasks, encoder_factory, head_factory, **params)
