@@ -19,7 +19,14 @@ class STLStage(Stage):
         self.name = name
 
     def run(self, ctx: StageContext) -> dict:
-        found = ensure_baselines(ctx.config, ctx.domain.task_names, ctx.registry, ctx.pm, ctx.echo)
+        tasks = ctx.domain.task_names
+        # the session has just ensured the Δp baselines, the same cache entries: say so once, not per task again
+        ensured = ctx.reference is not None and set(tasks) <= set(ctx.reference)
+        found = ensure_baselines(ctx.config, tasks, ctx.registry, ctx.pm,
+                                 (lambda *a, **k: None) if ensured else ctx.echo)
+        if ensured:
+            keys = ", ".join(f"{t} {b['hash'][:12]}" for t, b in found.items())
+            ctx.echo(f"{self.name}: the single-task models are the run's STL baselines ({keys})")
         return {"stage": self.name, "models": {
             t: {"hash": b["hash"], "weights": str(Path(b["path"]) / "weights.pt"), "reused": b["reused"],
                 "test": b["results"]["test"]} for t, b in found.items()}}
