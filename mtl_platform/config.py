@@ -164,7 +164,31 @@ def _component(raw: Any, section: str, registry: Registry) -> dict:
     if not isinstance(name, str):
         raise UserError(f"{section}.name: got {name!r}, expected a string")
     comp = registry.get(section, name, where=f"{section}.name")
-    return resolve_params(comp.params, raw, section)
+    return resolve_choices(comp.params, resolve_params(comp.params, raw, section), section, registry)
+
+
+def resolve_choices(params: Iterable[Param], resolved: dict, where: str, registry: Registry) -> dict:
+    """Resolve the sub-kind parameters (``Param.kind``) of ``resolved`` against the registry:
+    each becomes ``{name: ..., **its validated params}`` (its own sub-kinds resolved too)."""
+    for p in params:
+        if p.kind is None or p.name not in resolved or resolved[p.name] is None:
+            continue
+        at = f"{where}.{p.name}"
+        given = resolved[p.name]
+        comp = registry.get(p.kind, given["name"], where=f"{at}.name")
+        resolved[p.name] = resolve_choices(comp.params, resolve_params(comp.params, given, at), at, registry)
+    return resolved
+
+
+def choices_of(params: Iterable[Param], resolved: dict, registry: Registry) -> dict:
+    """``{param: "plugin:module"}`` of every sub-kind chosen in ``resolved`` (for the config hash)."""
+    out = {}
+    for p in params:
+        value = resolved.get(p.name)
+        if p.kind is not None and isinstance(value, dict):
+            c = registry.get(p.kind, value["name"])
+            out[p.name] = f"{c.plugin}:{c.module}"
+    return out
 
 
 def resolve(raw: dict, registry: Registry, name: str | None = None, overridden: Iterable[str] = ()) -> dict:
@@ -225,6 +249,9 @@ def config_hash(config: dict, *, without: Iterable[tuple[str, str]] = (), regist
     if registry is not None:
         origin = {s: f"{c.plugin}:{c.module}" for s in COMPONENT_SECTIONS
                   for c in [registry.get(s, config[s]["name"])]}
+        sub = {s: choices_of(registry.get(s, config[s]["name"]).params, config[s], registry)
+               for s in COMPONENT_SECTIONS}
+        origin.update({f"{s}.{k}": v for s, found in sub.items() for k, v in found.items()})
     text = json.dumps({"config": body, "version": __version__, "components": origin},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -41,9 +41,22 @@ def _kwargs(section: dict) -> dict:
     return {k: v for k, v in section.items() if k != "name"}
 
 
+def build_choices(params, section: dict, registry: Registry, seed: int) -> dict:
+    """``section``'s keyword arguments with each sub-kind (``Param.kind``) built: its class
+    from the registry, called with ``seed`` and its own (recursively built) parameters."""
+    kwargs = _kwargs(section)
+    for p in params:
+        value = kwargs.get(p.name)
+        if p.kind is not None and isinstance(value, dict):
+            cls = registry.get(p.kind, value["name"]).cls
+            kwargs[p.name] = cls(seed=seed, **build_choices(cls.declared_params(), value, registry, seed))
+    return kwargs
+
+
 def build_domain(config: dict, registry: Registry) -> Domain:
     comp = registry.get("domain", config["domain"]["name"])
-    domain = comp.cls(seed=config["train"]["seed"], **_kwargs(config["domain"]))
+    seed = config["train"]["seed"]
+    domain = comp.cls(seed=seed, **build_choices(comp.params, config["domain"], registry, seed))
     domain.prepare()
     return domain
 

@@ -30,6 +30,9 @@ class Param:
     ``optional`` allows ``null``; ``minimum`` bounds numbers from below (inclusive).
     ``fields`` makes a mapping parameter a nested section (a stage's settings, say
     ``architecture.search``): its keys are validated and defaulted like a component's.
+    ``kind`` makes it a sub-kind choice (DESIGN.md §3.3): a registered component of that
+    kind, written as its name or as ``{name: ..., <its params>}``; the config resolves it
+    against the registry (``config.resolve_choices``) and the builder instantiates it.
     """
 
     name: str
@@ -41,12 +44,15 @@ class Param:
     optional: bool = False
     minimum: float | None = None
     fields: tuple | None = None
+    kind: str | None = None
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
     def type_name(self) -> str:
+        if self.kind is not None:
+            return f"a {self.kind} (name or mapping with name)"
         name = _TYPE_NAMES.get(self.type, self.type.__name__)
         if self.type is list and self.item is not None:
             name = f"list of {_TYPE_NAMES.get(self.item, self.item.__name__)}"
@@ -66,6 +72,8 @@ class Param:
             if self.optional:
                 return None
             raise UserError(f"{where}: got null, expected {self.describe_allowed()}")
+        if self.kind is not None:
+            return choice_mapping(value, where)
         out = _coerce_scalar(self.type, value, where, self.describe_allowed())
         if self.fields is not None:
             return resolve_params(self.fields, out, where, reserved=())
@@ -83,6 +91,17 @@ class Param:
         if self.minimum is not None and isinstance(out, (int, float)) and out < self.minimum:
             raise UserError(f"{where}: got {value!r}, expected {self.describe_allowed()}")
         return out
+
+
+def choice_mapping(value: Any, where: str) -> dict:
+    """A sub-kind value as ``{name: ..., **params}`` (a bare name is shorthand)."""
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: got {value!r}, expected a name or a mapping with 'name'")
+    if not isinstance(value.get("name"), str):
+        raise UserError(f"{where}.name: missing required key (a string)")
+    return dict(value)
 
 
 def _coerce_scalar(kind: type, value: Any, where: str, allowed: str) -> Any:
@@ -162,6 +181,8 @@ def resolve_params(params: Iterable[Param], given: dict, where: str,
             raise UserError(f"{where}.{p.name}: missing required key ({p.describe_allowed()}: {p.help})")
         elif p.fields is not None:
             out[p.name] = resolve_params(p.fields, {}, f"{where}.{p.name}", reserved=())
+        elif p.kind is not None:
+            out[p.name] = choice_mapping(p.default, f"{where}.{p.name}")
         else:
             out[p.name] = p.default
     return out
@@ -180,6 +201,6 @@ def flatten(params, prefix: str = "") -> list[Param]:
             out += flatten(p.fields, f"{prefix}{p.name}.")
         else:
             out.append(Param(prefix + p.name, p.type, p.default, p.help, p.choices, p.item, p.optional,
-                             p.minimum) if prefix else p)
+                             p.minimum, kind=p.kind) if prefix else p)
     return out
 
