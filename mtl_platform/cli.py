@@ -92,7 +92,7 @@ def list_components(kind, disable):
                             f"kinds: {', '.join(names)}")
         kinds = [wanted]
     for k in kinds:
-        click.echo(f"{k}s:" if "." not in k else f"{k} (choices of {k.rsplit('.', 1)[0]}.{k.rsplit('.', 1)[1]}):")
+        click.echo(f"{k}s:" if "." not in k else f"{k} choices:")
         for comp in registry.components(k):
             click.echo(f"  {comp.name}  [plugin {comp.plugin}: {comp.module}]")
             if comp.summary:
