@@ -41,9 +41,18 @@ class BatchedSubset(Subset):
         return self.dataset.get_batch(self.index[index])
 
 
+class EpochSubset(Subset):
+    """A ``Subset`` that passes ``set_epoch`` on to an augmenting dataset."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+
 def subset(dataset: Dataset, indices) -> Subset:
-    """``indices`` of ``dataset``, with batched access where the dataset has it."""
-    return (BatchedSubset if hasattr(dataset, "get_batch") else Subset)(dataset, list(indices))
+    """``indices`` of ``dataset``, with batched access (or ``set_epoch``) where the dataset has it."""
+    if hasattr(dataset, "get_batch"):
+        return BatchedSubset(dataset, list(indices))
+    return (EpochSubset if hasattr(dataset, "set_epoch") else Subset)(dataset, list(indices))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:

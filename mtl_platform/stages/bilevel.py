@@ -72,6 +72,8 @@ class BilevelProtocol:
         self.alpha = exp.model.architecture_parameters()
 
     def _batches(self, data, epoch: int, start: int, salt: int) -> Batches:
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)  # augmentation draws follow (seed, epoch, index), as in ordinary training
         chunks = batch_indices(len(data), self.batch_size, shuffle=True, seed=self.seed + salt, epoch=epoch)
         return Batches(data, chunks, start=start)
 
