@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from mtl_platform.errors import UserError
-from mtl_platform_plugins.domains.dense.data.pascal_context import (NORMAL_VALID_CLASSES, PascalContext,
-                                                                    sample_seed)
+from mtl_platform_plugins.domains.dense.data.augment import sample_seed
+from mtl_platform_plugins.domains.dense.data.pascal_context import NORMAL_VALID_CLASSES, PascalContext
 from mtl_platform_plugins.domains.dense.data.taskonomy import Taskonomy
 
 pytestmark = pytest.mark.usefixtures("one_thread")

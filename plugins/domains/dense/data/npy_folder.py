@@ -23,6 +23,7 @@ from mtl_platform.params import Param
 
 from ..contract import DenseData
 from .augment import KINDS, sample_generator, scale_crop_flip
+from .splits import carve
 
 #: the config key a wrong path is reported under
 ROOT_KEY = "domain.data.root"
@@ -169,15 +170,7 @@ class NpyFolder(Dataset):
 def carve_validation(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, val) file numbers: ``round(n * fraction)`` of ``range(n)`` (at least one when
     ``fraction > 0``) chosen by ``seed`` for validation, the rest for training; both sorted."""
-    if not 0.0 <= fraction < 1.0:
-        raise UserError(f"domain.data.val_fraction: got {fraction}, expected a number in [0, 1)")
-    k = int(round(n * fraction))
-    if fraction > 0:
-        k = max(k, 1)
-    if n - k < 1:
-        raise UserError(f"domain.data.val_fraction: {fraction} of {n} training samples leaves none to train on")
-    order = np.random.default_rng(int(seed)).permutation(n)
-    return sorted(int(i) for i in order[k:]), sorted(int(i) for i in order[:k])
+    return carve(n, fraction, seed)
 
 
 class NpyBenchmark(DenseData):

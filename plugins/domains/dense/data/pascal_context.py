@@ -20,6 +20,8 @@ from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
 from ..contract import DenseData
+from .augment import sample_generator
+from .splits import carve
 
 #: the config key a wrong path is reported under
 ROOT_KEY = "domain.data.root"
@@ -32,31 +34,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ---------------------------------------------------------------------------------------------
 # shared helpers (also used by taskonomy.py)
 # ---------------------------------------------------------------------------------------------
-
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    """One SplitMix64 step (Steele, Lea & Flood 2014) on a 64-bit integer."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed depending on (seed, epoch, index) only: plain integer arithmetic, the same
-    in every process, platform and Python version (no ``hash``)."""
-    h = 0
-    for value in (seed, epoch, index):
-        h = _splitmix64(h ^ (int(value) & _MASK64))
-    return h >> 1
-
-
-def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A CPU generator for the augmentation draws of sample ``index`` in ``epoch``."""
-    return torch.Generator().manual_seed(sample_seed(seed, epoch, index))
-
 
 def image_size_param(default: Sequence[int], help: str) -> Param:
     return Param("image_size", list, list(default), help, item=int)
@@ -74,18 +51,6 @@ def check_fraction(value: float, key: str) -> float:
     if not 0.0 <= value < 1.0:
         raise UserError(f"{key}: got {value}, expected a number in [0, 1)")
     return value
-
-
-def carve(n: int, fraction: float, seed: int, key: str = "domain.data.val_fraction") -> tuple[list[int], list[int]]:
-    """(kept, held_out) positions of ``range(n)``: ``round(n * fraction)`` (at least one when
-    ``fraction > 0``) held out by a ``numpy`` permutation seeded with ``seed``; both sorted."""
-    k = int(round(n * fraction))
-    if fraction > 0:
-        k = max(k, 1)
-    if n - k < 1:
-        raise UserError(f"{key}: {fraction} of {n} samples leaves none to train on")
-    order = np.random.default_rng(int(seed)).permutation(n)
-    return sorted(int(i) for i in order[k:]), sorted(int(i) for i in order[:k])
 
 
 def listing(folder: Path) -> set[str]:
