@@ -29,6 +29,8 @@ from torch import Tensor
 
 from mtl_platform.contracts import Metric, Task
 
+from .confusion import confusion, mean_iou
+
 BETA2 = 0.3
 LEVELS = 255  # thresholds k/255, k = 1..255; histogram bins 0..255
 
@@ -57,23 +59,16 @@ class SaliencyTask(Task):
         self._check(pred, target)
         pred = pred.detach().float()
         valid = target != self.ignore_index
-        cell = torch.where(valid, target * 2 + pred.argmax(1), 4).reshape(-1)
-        confusion = torch.zeros(5, dtype=torch.long, device=target.device)
-        confusion.scatter_add_(0, cell, torch.ones_like(cell))
         level = (pred.softmax(1)[:, 1] * LEVELS).long().clamp(0, LEVELS)
         # bins 0..255: background pixels, 256..511: foreground pixels, 512: ignored
         index = torch.where(valid, target * (LEVELS + 1) + level, 2 * (LEVELS + 1)).reshape(-1)
         hist = torch.zeros(2 * (LEVELS + 1) + 1, dtype=torch.long, device=target.device)
         hist.scatter_add_(0, index, torch.ones_like(index))
-        return {"confusion": confusion[:4].reshape(2, 2),
+        return {"confusion": confusion(pred.argmax(1), target, 2, self.ignore_index),
                 "hist": hist[:2 * (LEVELS + 1)].reshape(2, LEVELS + 1)}
 
     def finalize(self, sums: dict[str, Tensor]) -> dict[str, float]:
-        conf = sums["confusion"].double()
-        tp = conf.diagonal()
-        union = conf.sum(0) + conf.sum(1) - tp
-        present = union > 0
-        miou = torch.where(present, tp / union.clamp_min(1), 0).sum() / present.sum()
+        miou = mean_iou(sums["confusion"])
 
         hist = sums["hist"].double()
         # suffix sums: [k] = pixels with level >= k; thresholds k = 1..255

@@ -15,9 +15,7 @@ accumulated over the whole evaluation split.
 Pixels whose target is ``ignore_index`` are left out of the loss and of every metric. A split
 with no valid pixel gives NaN metrics.
 
-Counting uses ``scatter_add_`` into a fixed-size buffer rather than ``torch.bincount``: the
-result is the same, but CUDA's bincount reads its input's min and max back to the host (a
-sync); ignored pixels go to one extra "dump" bin, so no boolean indexing (another sync) is needed.
+Counting: see :mod:`.confusion` (no host synchronisation on CUDA).
 """
 from __future__ import annotations
 
@@ -26,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtl_platform.contracts import Metric, Task
+
+from .confusion import confusion, mean_iou
 
 PIXEL_METRICS = ("accuracy", "error")
 
@@ -67,18 +67,14 @@ class SegmentationTask(Task):
         pred = pred.detach()
         c = self.num_classes
         valid = target != self.ignore_index
-        cell = torch.where(valid, target * c + pred.argmax(1), c * c).reshape(-1)
-        counts = torch.zeros(c * c + 1, dtype=torch.long, device=target.device)
-        counts.scatter_add_(0, cell, torch.ones_like(cell))
         ce = F.cross_entropy(pred.float(), target, ignore_index=self.ignore_index, reduction="sum")
-        return {"confusion": counts[:c * c].reshape(c, c), "ce": ce, "count": valid.sum()}
+        return {"confusion": confusion(pred.argmax(1), target, c, self.ignore_index), "ce": ce,
+                "count": valid.sum()}
 
     def finalize(self, sums: dict[str, Tensor]) -> dict[str, float]:
         conf = sums["confusion"].double()
         tp = conf.diagonal()
-        union = conf.sum(0) + conf.sum(1) - tp
-        present = union > 0
-        miou = torch.where(present, tp / union.clamp_min(1), 0).sum() / present.sum()
+        miou = mean_iou(conf)
         count = sums["count"].double()
         accuracy = tp.sum() / count
         pixel = accuracy if self.pixel_metric == "accuracy" else 1 - accuracy
