@@ -24,36 +24,24 @@ syncs with the host); ignored pixels go to an extra dump bin.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from mtl_platform.contracts import Metric, Task
+from mtl_platform.contracts import Metric
 
 from .confusion import confusion, mean_iou
+from .segmentation import SegmentationTask
 
 BETA2 = 0.3
 LEVELS = 255  # thresholds k/255, k = 1..255; histogram bins 0..255
 
 
-class SaliencyTask(Task):
-    """Pred logits (B, 2, H, W); target int64 (B, H, W) in {0, 1}, ``ignore_index`` ignored."""
-
-    metrics = (Metric("miou", higher_is_better=True),
-               Metric("maxf", higher_is_better=True))
+class SaliencyTask(SegmentationTask):
+    """Pred logits (B, 2, H, W); target int64 (B, H, W) in {0, 1}, ``ignore_index`` ignored.
+    The loss and input checks are 2-class segmentation's; the metrics are mIoU and maxF."""
 
     def __init__(self, name: str, ignore_index: int = -1):
-        super().__init__(name)
-        self.ignore_index = int(ignore_index)
-
-    def _check(self, pred: Tensor, target: Tensor) -> None:
-        if target.dim() != 3 or tuple(pred.shape) != (target.shape[0], 2, *target.shape[1:]):
-            raise ValueError(f"task {self.name!r}: pred {tuple(pred.shape)} and target "
-                             f"{tuple(target.shape)} do not match (B, 2, H, W) and (B, H, W)")
-
-    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        self._check(pred, target)
-        ce = F.cross_entropy(pred, target, ignore_index=self.ignore_index, reduction="sum")
-        return ce / (target != self.ignore_index).sum().clamp_min(1)
+        super().__init__(name, 2, ignore_index)
+        self.metrics = (Metric("miou", higher_is_better=True), Metric("maxf", higher_is_better=True))
 
     def metric_sums(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         self._check(pred, target)
