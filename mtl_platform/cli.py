@@ -47,6 +47,34 @@ def train(config, sets, disable, resume, progress):
 
 
 @cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
+              help="Values of a config key to sweep, e.g. --grid weighting.name=ew,gh (repeatable: "
+                   "the cells are the Cartesian product).")
+@click.option("--seeds", metavar="SPEC", default=None,
+              help="Seeds of every cell: a range 0-4 or a list 0,2,5 (default: the config's seed).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Cells trained in parallel (worker processes).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Sweep folder: runs/, sweep.json and the report (default: runs/sweeps/<config name>).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key in every cell, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar over cells (default: on a terminal).")
+def sweep(config, grids, seeds, workers, out, sets, progress):
+    """Train CONFIG for every combination of --grid values and --seeds, then report them together.
+
+    Re-running the same command skips finished cells and resumes interrupted ones."""
+    from .sweep import parse_grid, parse_seeds, run_sweep
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    result = run_sweep(config, parse_grid(grids), parse_seeds(seeds), out, sets=sets, workers=workers,
+                       progress=progress, echo=click.echo)
+    if result["failed"]:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder for report.md, report.json and report_delta.png.")

@@ -71,13 +71,13 @@ def test_hps_on_scenes_beats_the_constant_predictor_on_every_metric(tmp_path, on
 
 @pytest.mark.slow
 def test_scenes_quickstart_prints_delta_p_and_eta_and_beats_the_constant(tmp_path):
-    result = CliRunner().invoke(cli, ["train", str(QUICKSTART), "--set", f"output.root={tmp_path}",
+    result = CliRunner().invoke(cli, ["train", str(QUICKSTART), "--set", f"output.root={tmp_path / 'runs'}",
                                       "--set", "train.progress=false"])
     assert result.exit_code == 0, result.output
     assert "Δp = " in result.output and "η = " in result.output
     for task in ("segmentation", "depth", "normal"):
         assert f"\n{task} " in result.output
-    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    run = next((tmp_path / "runs").iterdir())
     results = json.loads((run / "results.json").read_text())
     constant, spec = constant_scores([])
     assert_beats_constant(results["test"], constant, spec)
