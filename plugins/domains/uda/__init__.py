@@ -1,2 +1,19 @@
 """Unsupervised domain adaptation: a labelled source and an unlabelled target stream, with the
 alignment and source-classification losses as the two tasks a weighting harmonises (GH, GH++)."""
+from mtl_platform.hookspecs import hookimpl
+
+
+@hookimpl
+def mtl_register(registry):
+    from .data.digits import Digits
+    from .data.office import DomainNet, Office31, OfficeHome, VisDA2017
+    from .domain import UDA
+    from .methods.cdan import CDAN
+    from .methods.dann import DANN
+    from .methods.source_only import SourceOnly
+
+    registry.add_domain(UDA)
+    for family in (Digits, Office31, OfficeHome, VisDA2017, DomainNet):
+        registry.add("uda.data", family)
+    for method in (DANN, CDAN, SourceOnly):
+        registry.add("uda.method", method)

@@ -1,0 +1,166 @@
+"""Unsupervised domain adaptation as a task domain (DESIGN.md §3.3; spec gradients.md §1)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from mtl_platform.batches import Batches, batch_indices, to_device
+from mtl_platform.contracts import Domain
+from mtl_platform.errors import UserError
+from mtl_platform.params import Param
+
+from .contract import UDAData
+from .methods.contract import UDAMethod
+from .streams import PairedStreams
+from .tasks import AlignmentTask, TargetClassification
+
+BACKBONES = ("lenet", "resnet50", "resnet101")
+
+
+class Labelled(Dataset):
+    """``(image, label)`` samples as ``(image, {task: label})``, the form ``evaluate`` reads."""
+
+    def __init__(self, data: Dataset, task: str):
+        self.data, self.task = data, task
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        x, y = self.data[i]
+        return x, {self.task: y}
+
+
+class UDA(Domain):
+    """A labelled source and an unlabelled target (``data``: a ``uda.data`` family with its
+    ``source`` and ``target``), adapted by ``method`` (a ``uda.method``: ``dann``, ``cdan``,
+    ``source_only``, or a plugin's). The loss terms are ``[alignment, classification]`` — the
+    GH paper's L1 and L2 (spec gradients.md §1.7), in that order, so GH++ up-weights the
+    alignment unless its ``priority`` says otherwise — and any weighting harmonises them over
+    the generator G (``hps``'s shared encoder: backbone + bottleneck; the discriminator and the
+    classifier are task parameters). Only target classification is evaluated: ``test`` is the
+    target's test data, ``val`` the source's (no target label is used for selection).
+
+    Training batches pair ``batch_size`` source and target samples from two endless streams,
+    ``iterations`` per epoch (default: one pass over the source). The methods' schedules
+    (the gradient-reversal coefficient) follow progress = iteration / ``schedule_iterations``.
+    The report's STL baseline of ``classification`` is source-only training (the same config
+    without the alignment task), so Δ is each method's gain over source only.
+    """
+
+    name = "uda"
+    params = (
+        Param("data", dict, "digits", "the domains: digits (mnist, usps, svhn, uci), office31, office_home, visda, "
+              "domainnet, with source and target", kind="uda.data"),
+        Param("method", dict, "dann", "the adaptation method: dann, cdan, source_only, or a plugin's",
+              kind="uda.method"),
+        Param("backbone", str, "lenet", "the generator's backbone", choices=BACKBONES),
+        Param("bottleneck", int, 256, "bottleneck width after a ResNet (LeNet's features are 500-d)", minimum=1),
+        Param("pretrained", str, None, "ResNet weights: a local file or a torchvision weights name such as "
+              "ResNet50_Weights.IMAGENET1K_V1 (null: random init)", optional=True),
+        Param("iterations", int, None, "training iterations per epoch (default: one pass over the source)",
+              optional=True, minimum=1),
+        Param("schedule_iterations", int, 10000, "iterations over which the gradient-reversal coefficient ramps "
+              "up (CDAN's code: 10,000)", minimum=1),
+        Param("batch_size", int, 32, "source and target samples per training batch (each)", minimum=1),
+        Param("eval_batch_size", int, 256, "batch size for evaluation", minimum=1),
+    )
+
+    def __init__(self, seed: int = 0, **params):
+        data, method = params.get("data"), params.get("method")
+        if not isinstance(data, UDAData) or not isinstance(method, UDAMethod):
+            raise TypeError("UDA(data=..., method=...) takes built uda.data and uda.method components "
+                            "(experiment.build_domain builds them)")
+        self.data, self.method = data, method
+        super().__init__(seed, **params)
+
+    def build_tasks(self):
+        tasks = [TargetClassification("classification", self.data.num_classes)]
+        return ([AlignmentTask("alignment")] if self.method.aligns else []) + tasks
+
+    @property
+    def eval_tasks(self):
+        return ["classification"]
+
+    def load_split(self, split):
+        d = self.data.config
+        if split == "train":
+            return self.data.load(d["source"], "train")
+        if split == "val":  # source held-out data: model selection never sees target labels
+            return Labelled(self.data.load(d["source"], "test"), "classification")
+        return Labelled(self.data.load(d["target"], "test"), "classification")
+
+    def target_train(self) -> Dataset:
+        if not hasattr(self, "_target"):
+            self._target = self.data.load(self.data.config["target"], "train")
+        return self._target
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.target_train()
+
+    def iterations(self) -> int:
+        c = self.config
+        return c["iterations"] or math.ceil(len(self.dataset("train")) / c["batch_size"])
+
+    def loaders(self, split, epoch=0, start=0):
+        if split != "train":
+            data = self.dataset(split)
+            return Batches(data, batch_indices(len(data), self.config["eval_batch_size"], shuffle=False), start=start)
+        return PairedStreams(self.dataset("train"), self.target_train(), self.config["batch_size"], self.iterations(),
+                             epoch, start, self.seed, self.config["schedule_iterations"])
+
+    def split_train(self, fraction, seed):
+        raise UserError("domain uda: architecture search stages are not supported (no split of paired streams); "
+                        "use a fixed architecture such as hps")
+
+    @staticmethod
+    def _check(model):
+        if not (hasattr(model, "encoder") and hasattr(model, "heads")):
+            raise UserError(f"domain uda: the architecture must be hps (a generator shared by both tasks and one "
+                            f"head per task); got {type(model).__name__}")
+
+    def losses(self, batch, model):
+        self._check(model)
+        xs, ys, xt, progress = batch
+        if "alignment" not in self.task_names:  # source only: the STL baseline of classification
+            return {"classification": F.cross_entropy(model.heads["classification"](model.encoder(xs)), ys)}
+        return self.method.losses(model, xs, ys, xt, progress, self.task_names)
+
+    @torch.no_grad()
+    def evaluate(self, model, split):
+        self._check(model)
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        task = self.task("classification")
+        sums = {}
+        for batch in self.loaders(split):
+            x, y = to_device(batch, device)
+            for key, value in task.metric_sums(model.heads["classification"](model.encoder(x)),
+                                               y["classification"]).items():
+                sums[key] = sums[key] + value if key in sums else value
+        model.train(was_training)
+        return {"classification": task.finalize(sums)}
+
+    def encoder_factory(self):
+        from .backbones import lenet_generator, resnet_generator
+
+        c = self.config
+        channels, size, _ = self.data.image_shape
+        if c["backbone"] == "lenet":
+            if c["pretrained"]:
+                raise UserError("domain.pretrained: LeNet has no pretrained weights; use backbone resnet50/resnet101")
+            return lenet_generator(channels, size)
+        return resnet_generator(int(c["backbone"][len("resnet"):]), size, c["bottleneck"], c["pretrained"])
+
+    def head_factory(self, task):
+        features = self.encoder_factory().out_shape[0] if not hasattr(self, "_features") else self._features
+        self._features = features
+        if task == "classification":
+            return nn.Linear(features, self.data.num_classes)
+        return self.method.alignment_head(features, self.data.num_classes)

@@ -1,0 +1,131 @@
+"""UDA as two tasks (spec gradients.md §1.7): the gradient-reversal layer, which parameters each
+loss reaches, GH's weights from the generator's gradients only, every method with every
+weighting, and switching method, weighting and direction from the command line."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mtl_platform import registry as registry_mod
+from mtl_platform import session
+from mtl_platform.config import apply_overrides, resolve
+from mtl_platform.experiment import build_experiment
+from mtl_platform_plugins.domains.uda.methods.gradient_reversal import grl_coefficient, reverse_gradient
+
+from conftest import weighting_args
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "uda" / "mnist_to_uci.yaml"
+TINY = ["domain.data.train_per_domain=64", "domain.iterations=2", "domain.batch_size=8",
+        "train.epochs=1", "train.device=cpu", "baselines.stl=false"]
+quiet = {"progress": False, "echo": lambda *a, **k: None}
+
+
+def experiment(sets=()):
+    reg, _ = registry_mod.load()
+    small = [] if "domain.method.name=source_only" in sets else ["domain.method.hidden=32"]
+    raw, _ = apply_overrides(yaml.safe_load(CONFIG.read_text()), [*TINY, *small, *sets])
+    return build_experiment(resolve(raw, reg), reg)
+
+
+def first_batch(exp):
+    return next(iter(exp.domain.loaders("train", epoch=0)))
+
+
+def test_gradient_reversal_is_identity_forward_and_minus_coeff_backward():
+    x = torch.randn(4, 3, requires_grad=True)
+    y = reverse_gradient(x, 0.3)
+    assert torch.equal(y, x)
+    w = torch.randn(4, 3)
+    (y * w).sum().backward()
+    assert torch.allclose(x.grad, -0.3 * w)
+    assert grl_coefficient(0.0).item() == 0.0
+    assert grl_coefficient(1.0).item() == pytest.approx(2 / (1 + torch.exp(torch.tensor(-10.0)).item()) - 1)
+    assert grl_coefficient(0.5).item() == pytest.approx(2 / (1 + torch.exp(torch.tensor(-5.0)).item()) - 1)
+
+
+@pytest.mark.parametrize("method", ["dann", "cdan"])
+def test_classification_reaches_no_discriminator_parameter_and_alignment_reaches_the_generator(method, one_thread):
+    exp = experiment([f"domain.method.name={method}"])
+    model, domain = exp.model, exp.domain
+    assert domain.task_names == ["alignment", "classification"] and domain.eval_tasks == ["classification"]
+    xs, ys, xt, _ = first_batch(exp)
+    losses = domain.losses((xs, ys, xt, torch.tensor(1.0)), model)
+    disc = list(model.heads["alignment"].parameters())
+    grads = torch.autograd.grad(losses["classification"], disc, allow_unused=True, retain_graph=True)
+    assert all(g is None or g.abs().sum() == 0 for g in grads)
+    enc = list(model.encoder.parameters())
+    g_align = torch.autograd.grad(losses["alignment"], enc + disc, retain_graph=True)
+    assert all(g.abs().sum() > 0 for g in g_align[len(enc):])      # D learns
+    assert sum(g.abs().sum() for g in g_align[:len(enc)]) > 0       # G receives the (reversed) alignment gradient
+    assert {id(p) for p in model.shared_parameters()} == {id(p) for p in enc}  # GH's space: G only
+
+
+def test_the_generator_gets_the_reversed_gradient_scaled_by_the_schedule(one_thread):
+    exp = experiment()
+    model, domain = exp.model, exp.domain
+    model.eval()  # no dropout: two evaluations of the same batch are identical
+    xs, ys, xt, _ = first_batch(exp)
+    enc = list(model.encoder.parameters())
+    disc = list(model.heads["alignment"].parameters())
+
+    def align_grads(progress):
+        loss = domain.losses((xs, ys, xt, torch.tensor(progress)), model)["alignment"]
+        return torch.autograd.grad(loss, enc + disc)
+
+    lam_a, lam_b = grl_coefficient(0.1).item(), grl_coefficient(0.6).item()
+    a, b = align_grads(0.1), align_grads(0.6)
+    for ga, gb in zip(a[:len(enc)], b[:len(enc)]):    # G: −λ · ∂L/∂G
+        assert torch.allclose(ga * lam_b, gb * lam_a, atol=1e-6)
+    for ga, gb in zip(a[len(enc):], b[len(enc):]):    # D: unchanged by the reversal
+        assert torch.allclose(ga, gb, atol=1e-6)
+
+
+def test_gh_weights_come_from_the_generators_gradients(one_thread):
+    exp = experiment(["weighting.name=gh"])
+    model, domain = exp.model, exp.domain
+    model.eval()
+    xs, ys, xt, _ = first_batch(exp)
+    batch = (xs, ys, xt, torch.tensor(1.0))
+    enc = list(model.encoder.parameters())
+    losses = domain.losses(batch, model)
+    g = [torch.cat([x.flatten() for x in torch.autograd.grad(losses[t], enc, retain_graph=True)])
+         for t in ("alignment", "classification")]
+    d = g[0] @ g[1]
+    expected = torch.ones(2) if d >= 0 else torch.stack([1 - d / (g[0] @ g[0]), 1 - d / (g[1] @ g[1])])
+    model.zero_grad(set_to_none=True)
+    exp.engine.backward(domain.losses(batch, model))
+    assert torch.allclose(exp.engine.last_weights.cpu().float(), expected.float(), rtol=1e-4, atol=1e-5)
+
+
+def weightings():
+    reg, _ = registry_mod.load()
+    return [c.name for c in reg.components("weighting")]
+
+
+@pytest.mark.parametrize("method", ["dann", "cdan", "source_only"])
+def test_every_weighting_trains_every_method_for_a_few_steps(method, one_thread):
+    for name in weightings():
+        args = [f"weighting.{k}={json.dumps(v)}" for k, v in weighting_args(name, ["alignment", "classification"]
+                                                                          if method != "source_only"
+                                                                          else ["classification"]).items()]
+        exp = experiment([f"domain.method.name={method}", f"weighting.name={name}", *args])
+        before = [p.detach().clone() for p in exp.model.encoder.parameters()]
+        for batch in exp.domain.loaders("train", epoch=0):
+            losses = exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers)
+            assert all(torch.isfinite(v) for v in losses.values()), (method, name)
+        moved = any(not torch.equal(a, b) for a, b in zip(before, exp.model.encoder.parameters()))
+        assert moved, (method, name)
+
+
+def test_method_weighting_and_direction_switch_from_the_command_line(tmp_path, one_thread):
+    sets = [*TINY, "domain.method.name=cdan", "weighting.name=gh_plus_plus", "domain.data.source=uci",
+            "domain.data.target=mnist", f"output.root={tmp_path}"]
+    results = session.train(CONFIG, sets=sets, **quiet)
+    config = (Path(results["run_dir"]) / "config.yaml").read_text()
+    assert "name: cdan" in config and "name: gh_plus_plus" in config
+    assert "source: uci" in config and "target: mnist" in config
+    assert set(results["test"]) == {"classification"}
+    assert 0.0 <= results["test"]["classification"]["accuracy"] <= 1.0
