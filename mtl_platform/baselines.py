@@ -57,6 +57,9 @@ def _locked(path: Path):
 def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print) -> dict:
     """The cached STL entry of ``task`` (trained now if absent): ``{hash, path, results}``."""
     cfg = stl_config(config, task)
+    domain = registry.get("domain", cfg["domain"]["name"]).cls
+    if hasattr(domain, "stl_domain_config"):  # what the domain's single-task run does not depend on
+        cfg["domain"] = domain.stl_domain_config(cfg["domain"])
     key = config_hash(cfg, registry=registry)
     root = cache_root() / "stl"
     entry = root / key

@@ -129,3 +129,17 @@ def test_method_weighting_and_direction_switch_from_the_command_line(tmp_path, o
     assert "source: uci" in config and "target: mnist" in config
     assert set(results["test"]) == {"classification"}
     assert 0.0 <= results["test"]["classification"]["accuracy"] <= 1.0
+
+
+def test_every_method_shares_one_cached_source_only_baseline(tmp_path, one_thread):
+    messages = []
+    base = [*TINY, "baselines.stl=true", "domain.method.hidden=32", f"output.root={tmp_path}"]
+    first = session.train(CONFIG, sets=[*base, "domain.method.name=dann"], progress=False, echo=messages.append)
+    assert any("training" in str(m) and "STL baseline" in str(m) for m in messages)
+    messages.clear()
+    second = session.train(CONFIG, sets=[*base, "domain.method.name=cdan"], progress=False, echo=messages.append)
+    assert any("reusing cached" in str(m) for m in messages)
+    assert not any("STL baseline" in str(m) and "training" in str(m) for m in messages)
+    assert first["stl"] == second["stl"]  # the same source-only model's target metrics
+    stl_dir = Path(json.loads((Path(second["run_dir"]) / "baselines.json").read_text())["classification"]["path"])
+    assert "name: source_only" in (stl_dir / "config.yaml").read_text()

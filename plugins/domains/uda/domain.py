@@ -78,6 +78,12 @@ class UDA(Domain):
         self.data, self.method = data, method
         super().__init__(seed, **params)
 
+    @staticmethod
+    def stl_domain_config(section: dict) -> dict:
+        """The STL run of ``classification`` is source only whatever the method: name it so,
+        so every method shares one cached source-only baseline."""
+        return dict(section, method={"name": "source_only"})
+
     def build_tasks(self):
         tasks = [TargetClassification("classification", self.data.num_classes)]
         return ([AlignmentTask("alignment")] if self.method.aligns else []) + tasks
