@@ -47,8 +47,12 @@ def prepare(config_path: str | Path | None = None, sets: Iterable[str] = (), dis
     return config, registry, pm, run_dir
 
 
-def experiment_label(config: dict) -> str:
-    return f"{config['architecture']['name']} + {config['weighting']['name']}"
+def experiment_label(config: dict, domain=None) -> str:
+    """``architecture + weighting``, prefixed by what the domain says tells its runs apart
+    (``Domain.label_prefix``, e.g. UDA's method)."""
+    label = f"{config['architecture']['name']} + {config['weighting']['name']}"
+    prefix = domain.label_prefix() if domain is not None and hasattr(domain, "label_prefix") else ""
+    return f"{prefix} · {label}" if prefix else label
 
 
 def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disable: Iterable[str] = (),
@@ -78,7 +82,7 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
     extra = {
         "config_name": config["output"]["name"],
         "group": config_hash(config, without=[("train", "seed")]),
-        "label": experiment_label(config),
+        "label": experiment_label(config, exp.domain),
         "stl": {t: b["results"]["test"][t] for t, b in baselines.items()} if baselines else None,
         "stl_hashes": {t: b["hash"] for t, b in baselines.items()} if baselines else None,
     }

@@ -129,6 +129,7 @@ def test_method_weighting_and_direction_switch_from_the_command_line(tmp_path, o
     assert "source: uci" in config and "target: mnist" in config
     assert set(results["test"]) == {"classification"}
     assert 0.0 <= results["test"]["classification"]["accuracy"] <= 1.0
+    assert results["label"] == "cdan · hps + gh_plus_plus"  # the report tells methods apart
 
 
 def test_every_method_shares_one_cached_source_only_baseline(tmp_path, one_thread):

@@ -88,6 +88,10 @@ class UDA(Domain):
         tasks = [TargetClassification("classification", self.data.num_classes)]
         return ([AlignmentTask("alignment")] if self.method.aligns else []) + tasks
 
+    def label_prefix(self) -> str:
+        """The method, so the report tells ``dann · hps + gh`` from ``cdan · hps + gh``."""
+        return self.method.name
+
     @property
     def eval_tasks(self):
         return ["classification"]
