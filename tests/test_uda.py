@@ -105,7 +105,7 @@ def weightings():
     return [c.name for c in reg.components("weighting")]
 
 
-@pytest.mark.parametrize("method", ["dann", "cdan", "source_only"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mcd", "source_only"])
 def test_every_weighting_trains_every_method_for_a_few_steps(method, one_thread):
     for name in weightings():
         args = [f"weighting.{k}={json.dumps(v)}" for k, v in weighting_args(name, ["alignment", "classification"]
@@ -144,3 +144,39 @@ def test_every_method_shares_one_cached_source_only_baseline(tmp_path, one_threa
     assert first["stl"] == second["stl"]  # the same source-only model's target metrics
     stl_dir = Path(json.loads((Path(second["run_dir"]) / "baselines.json").read_text())["classification"]["path"])
     assert "name: source_only" in (stl_dir / "config.yaml").read_text()
+
+
+def test_mcd_step_b_moves_only_the_classifiers_and_step_c_only_the_generator(one_thread, monkeypatch):
+    from mtl_platform_plugins.domains.uda.methods import mcd as mcd_module
+
+    exp = experiment(["domain.method.name=mcd", "domain.method.num_k=2", "weighting.name=gh"])
+    model = exp.model
+    heads, enc = list(model.heads["classification"].parameters()), list(model.encoder.parameters())
+    snapshots = []
+    real_discrepancy = mcd_module.discrepancy
+
+    def spy(a, b):  # called in step B's losses (target half) and once per step C: record who moved
+        snapshots.append(([p.detach().clone() for p in enc], [p.detach().clone() for p in heads]))
+        return real_discrepancy(a, b)
+
+    monkeypatch.setattr(mcd_module, "discrepancy", spy)
+    batch = first_batch(exp)
+    exp.domain.train_step(batch, model, exp.engine, exp.optimizers)
+    after = ([p.detach().clone() for p in enc], [p.detach().clone() for p in heads])
+    states = snapshots + [after]  # [before B, before C1, before C2, after]
+
+    def moved(a, b):
+        return any(not torch.equal(x, y) for x, y in zip(a, b))
+
+    (b_enc, b_heads), (c1_enc, c1_heads) = states[0], states[1]
+    assert not moved(b_enc, c1_enc) and moved(b_heads, c1_heads)          # B: classifiers only
+    assert moved(c1_enc, states[2][0]) and not moved(c1_heads, states[2][1])  # C: generator only
+    assert exp.engine.last_weights is not None  # the weighting saw step B's pair
+
+
+def test_mcd_refuses_gradient_accumulation():
+    from mtl_platform.errors import UserError
+
+    exp = experiment(["domain.method.name=mcd", "train.accumulate=2"])
+    with pytest.raises(UserError, match="train.accumulate"):
+        exp.domain.train_step(first_batch(exp), exp.model, exp.engine, exp.optimizers)

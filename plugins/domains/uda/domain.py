@@ -141,6 +141,13 @@ class UDA(Domain):
             return {"classification": F.cross_entropy(model.heads["classification"](model.encoder(xs)), ys)}
         return self.method.losses(model, xs, ys, xt, progress, self.task_names)
 
+    def train_step(self, batch, model, engine, optimizers):
+        """The default protocol, or the method's own (MCD's steps A, B, C)."""
+        if "alignment" in self.task_names and hasattr(self.method, "train_step"):
+            self._check(model)
+            return self.method.train_step(batch, model, engine, optimizers, self.task_names)
+        return super().train_step(batch, model, engine, optimizers)
+
     @torch.no_grad()
     def evaluate(self, model, split):
         self._check(model)
@@ -172,5 +179,7 @@ class UDA(Domain):
         features = self.encoder_factory().out_shape[0] if not hasattr(self, "_features") else self._features
         self._features = features
         if task == "classification":
+            if hasattr(self.method, "classification_head"):  # MCD's two classifiers
+                return self.method.classification_head(features, self.data.num_classes)
             return nn.Linear(features, self.data.num_classes)
         return self.method.alignment_head(features, self.data.num_classes)
