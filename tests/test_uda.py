@@ -46,7 +46,7 @@ def test_gradient_reversal_is_identity_forward_and_minus_coeff_backward():
     assert grl_coefficient(0.5).item() == pytest.approx(2 / (1 + torch.exp(torch.tensor(-5.0)).item()) - 1)
 
 
-@pytest.mark.parametrize("method", ["dann", "cdan"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mdd"])
 def test_classification_reaches_no_discriminator_parameter_and_alignment_reaches_the_generator(method, one_thread):
     exp = experiment([f"domain.method.name={method}"])
     model, domain = exp.model, exp.domain
@@ -105,7 +105,7 @@ def weightings():
     return [c.name for c in reg.components("weighting")]
 
 
-@pytest.mark.parametrize("method", ["dann", "cdan", "mcd", "source_only"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mcd", "mdd", "source_only"])
 def test_every_weighting_trains_every_method_for_a_few_steps(method, one_thread):
     for name in weightings():
         args = [f"weighting.{k}={json.dumps(v)}" for k, v in weighting_args(name, ["alignment", "classification"]
@@ -180,3 +180,19 @@ def test_mcd_refuses_gradient_accumulation():
     exp = experiment(["domain.method.name=mcd", "train.accumulate=2"])
     with pytest.raises(UserError, match="train.accumulate"):
         exp.domain.train_step(first_batch(exp), exp.model, exp.engine, exp.optimizers)
+
+
+def test_mdd_adversary_agrees_on_source_and_disagrees_on_target_by_hand(one_thread):
+    """The disparity loss equals γ·CE(F'(f_s), ŷ_s) − mean log(1 − p'_t[ŷ_t]) computed by hand."""
+    exp = experiment(["domain.method.name=mdd", "domain.method.margin=2.0", "domain.method.trade_off=0.5"])
+    model, domain = exp.model, exp.domain
+    model.eval()
+    xs, ys, xt, _ = first_batch(exp)
+    got = domain.losses((xs, ys, xt, torch.tensor(1.0)), model)["alignment"]
+    with torch.no_grad():
+        fs, ft = model.encoder(xs), model.encoder(xt)
+        ps, pt = model.heads["classification"](fs).argmax(1), model.heads["classification"](ft).argmax(1)
+        adv_s, adv_t = model.heads["alignment"](fs), model.heads["alignment"](ft)
+        src = -adv_s.log_softmax(1)[torch.arange(len(ps)), ps].mean()
+        tgt = -torch.log(1 - adv_t.softmax(1)[torch.arange(len(pt)), pt]).mean()
+    assert got.item() == pytest.approx(0.5 * (2.0 * src + tgt).item(), rel=1e-5)

@@ -11,10 +11,11 @@ def mtl_register(registry):
     from .methods.cdan import CDAN
     from .methods.dann import DANN
     from .methods.mcd import MCD
+    from .methods.mdd import MDD
     from .methods.source_only import SourceOnly
 
     registry.add_domain(UDA)
     for family in (Digits, Office31, OfficeHome, VisDA2017, DomainNet):
         registry.add("uda.data", family)
-    for method in (DANN, CDAN, MCD, SourceOnly):
+    for method in (DANN, CDAN, MCD, MDD, SourceOnly):
         registry.add("uda.method", method)
