@@ -82,6 +82,9 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         "eta_percent": None,
     }
     out["models"] = [model_summary(r) for r in runs]
+    found = [r.get("conflict_rate", conflict_rate(Path(r["run_dir"]))) for r in runs]
+    rates = [x for x in found if x is not None]
+    out["conflict_percent"] = _stat([100 * x for x in rates]) if len(rates) == len(runs) else None
     if has_stl:
         dp = [s["delta_p"] for s in per_seed]
         et = [s["eta"] for s in per_seed]
@@ -205,6 +208,9 @@ def _summary(group: dict) -> list[str]:
     shown = f"epoch {epochs[0]}" if len(set(epochs)) == 1 else "epochs " + ", ".join(map(str, epochs))
     lines.append(f"select: {group['select']}, {shown}")
     lines.append("seeds: " + ", ".join(str(s) for s in group["seeds"]))
+    if group.get("conflict_percent"):
+        lines.append(f"gradient conflict: {_fmt(group['conflict_percent'], n, '.1f')} % of the diagnosed steps "
+                     f"had a task pair with negative cosine on the shared parameters")
     return lines + _model_lines(group)
 
 
@@ -298,6 +304,23 @@ def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str
                 paths.append(out / TRAINING_PLOT)
         paths.append(path)
     return paths
+
+
+def conflict_rate(run_dir: Path) -> float | None:
+    """Fraction of the diagnosed training steps (``diagnostics.jsonl`` of the run, or of its
+    last stage) where some task pair's gradients had a negative cosine; None without records."""
+    files = sorted(run_dir.glob("stages/*/diagnostics.jsonl"), key=lambda p: p.stat().st_mtime)
+    path = run_dir / "diagnostics.jsonl" if (run_dir / "diagnostics.jsonl").exists() else (files[-1] if files else None)
+    if path is None:
+        return None
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    flags = [r["conflict"] > 0 for r in rows if isinstance(r, dict) and isinstance(r.get("conflict"), (int, float))]
+    return sum(flags) / len(flags) if flags else None
 
 
 def load_results(run_dirs: Iterable[str | os.PathLike]) -> list[dict]:

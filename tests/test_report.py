@@ -248,3 +248,22 @@ def test_load_results_bad_json_is_user_error(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(UserError, match="lack"):
         report.load_results([tmp_path])
+
+
+def test_gradient_conflict_rate_comes_from_each_runs_diagnostics(tmp_path):
+    runs = []
+    for seed, flags in ((0, [0.0, 1.0, 0.0, 0.0]), (1, [1.0, 1.0, 0.0, 0.5])):
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        result = _result("g1", "A", seed, (0.9, 0.9), stl_acc=(0.8, 0.8))
+        result["run_dir"] = str(run)
+        (run / "results.json").write_text(json.dumps(result))
+        (run / "diagnostics.jsonl").write_text("".join(json.dumps({"conflict": f, "step": i}) + "\n"
+                                                       for i, f in enumerate(flags)))
+        runs.append(run)
+    rep = report.build_report(report.load_results(runs))
+    conflict = rep["groups"][0]["conflict_percent"]
+    assert conflict["mean"] == pytest.approx((25.0 + 75.0) / 2)  # 1 of 4 steps, then 3 of 4
+    assert "gradient conflict: 50.0 ± " in report.render_terminal(rep)
+    (runs[1] / "diagnostics.jsonl").unlink()
+    assert report.build_report(report.load_results(runs))["groups"][0]["conflict_percent"] is None
