@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import runs
+from .atomic import atomic_write_text
 from .config import config_hash, read_yaml
 from .errors import UserError
 
@@ -411,6 +412,52 @@ def _report(done: list[dict], out: Path, echo: Callable) -> str | None:
         return None
     echo(render_terminal(rep))
     paths = write_report(rep, out, FORMATS)
+    table = grid_table(done, rep)
+    if table:
+        atomic_write_text(out / "grid.md", table + "\n")
+        echo(table)
     md = next((p for p in paths if p.name == "report.md"), paths[0])
     echo(f"report: {md}")
     return str(md)
+
+
+def grid_table(done: list[dict], rep: dict) -> str | None:
+    """A Markdown table of the grid: one row per value of every grid key but the last, one
+    column per value of the last; each cell the headline metric (the first Δp metric of the
+    first task, mean ± std over seeds) and Δp against the STL baselines. None for a 1-D grid
+    without seeds to aggregate or when the report has no metric."""
+    keys = [k for k in (done[0]["overrides"] if done else {}) if k != "train.seed"]
+    if not keys:
+        return None
+    by_dir = {str(c["run_dir"]): c for c in done}
+    cells: dict[tuple, dict] = {}
+    task = metric = None
+    for group in rep["groups"]:
+        cell = by_dir.get(str(group["run_dirs"][0]))
+        if cell is None:
+            continue
+        for t, entry in group["tasks"].items():
+            for m, row in entry["metrics"].items():
+                if row["in_delta_p"] and task is None:
+                    task, metric = t, m
+        row = group["tasks"][task]["metrics"][metric] if task else None
+        if row is None:
+            continue
+        n = len(group["seeds"])
+        text = f"{row['mtl']['mean']:.4f}" + (f" ± {row['mtl']['std']:.4f}" if n > 1 else "")
+        dp = group["delta_p_percent"]
+        if dp is not None:
+            text += f" (Δp {dp['mean']:+.2f}" + (f" ± {dp['std']:.2f}" if n > 1 else "") + " %)"
+        cells[tuple(cell["overrides"][k] for k in keys)] = {"text": text}
+    if not cells:
+        return None
+    rows = list(dict.fromkeys(k[:-1] for k in cells))
+    cols = list(dict.fromkeys(k[-1] for k in cells))
+    head = " / ".join(keys[:-1]) or "·"
+    lines = [f"{task} {metric}, mean ± std over seeds (Δp vs STL)", "",
+             f"| {head} | " + " | ".join(f"{keys[-1]}={c}" for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(f"| {' / '.join(r) or '·'} | "
+                     + " | ".join(cells.get(r + (c,), {"text": "–"})["text"] for c in cols) + " |")
+    return "\n".join(lines)

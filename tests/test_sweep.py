@@ -110,6 +110,11 @@ def test_grid_times_seeds_skip_resume_and_report(tiny, tmp_path):
     md = (out / "report.md").read_text()
     assert md.count("## hps + ") == 2 and re.search(r"\| left \| accuracy ↑ \| [0-9.e-]+ ± ", md)
     assert (out / "report_delta.png").exists()
+    # the grid as one table: a column per weighting, left accuracy mean ± std over the seeds
+    table = (out / "grid.md").read_text().splitlines()
+    assert table[2] == "| · | weighting.name=ew | weighting.name=dwa |"
+    ew = [g for g in report["groups"] if g["label"] == "hps + ew"][0]["tasks"]["left"]["metrics"]["accuracy"]["mtl"]
+    assert table[4].startswith(f"| · | {ew['mean']:.4f} ± {ew['std']:.4f}")
     before = {d: results_of(d) for d in dirs}
     mtimes = {d: (d / "results.json").stat().st_mtime_ns for d in dirs}
 
