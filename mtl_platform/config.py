@@ -35,13 +35,18 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
         Param("momentum", float, 0.9, "momentum (sgd)", minimum=0.0),
         Param("nesterov", bool, False, "Nesterov momentum (sgd)"),
         Param("betas", list, [0.9, 0.999], "Adam betas", item=float),
+        Param("lr_mult", dict, {}, "learning-rate multipliers of the domain's parameter groups, e.g. "
+              "{head: 10} (UDA: bottleneck, classifier and discriminator at 10x, as CDAN)"),
     ),
     "scheduler": (
-        Param("name", str, "none", "learning-rate schedule, stepped once per epoch",
-              choices=("none", "step", "cosine")),
+        Param("name", str, "none", "learning-rate schedule: step and cosine once per epoch; inv, "
+              "lr·(1 + inv_gamma·i)^(−inv_power), once per training iteration i (CDAN, DANN)",
+              choices=("none", "step", "cosine", "inv")),
         Param("step_size", int, 10, "epochs between decays (step)", minimum=1),
         Param("gamma", float, 0.1, "decay factor (step)", minimum=0.0),
         Param("eta_min", float, 0.0, "final learning rate (cosine)", minimum=0.0),
+        Param("inv_gamma", float, 0.001, "γ of the inv schedule", minimum=0.0),
+        Param("inv_power", float, 0.75, "power of the inv schedule", minimum=0.0),
     ),
     "train": (
         Param("epochs", int, 10, "training epochs", minimum=1),

@@ -82,6 +82,16 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
     engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"],
                             diagnostics_every=config["gradients"]["diagnostics_every"], scaler=scaler,
                             accumulate=train["accumulate"])
-    optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()))
+    groups = None
+    if config["optimizer"]["lr_mult"]:
+        groups = domain.parameter_groups(model)
+        for name, factor in config["optimizer"]["lr_mult"].items():
+            if name not in groups:
+                raise UserError(f"optimizer.lr_mult.{name}: not a parameter group of domain {domain.name!r}; "
+                                f"groups: {', '.join(groups) or 'none'}")
+            if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor < 0:
+                raise UserError(f"optimizer.lr_mult.{name}: got {factor!r}, expected a number >= 0")
+    optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()),
+                                groups)
     scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
     return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)

@@ -225,6 +225,9 @@ class Trainer:
                     self.weight_sum += weights.double()
                     self.weight_count += 1
                 self.run.step += 1
+                if (e.scheduler is not None and getattr(e.scheduler, "per_step", False)
+                        and self.run.step % self.cfg["accumulate"] == 0):
+                    e.scheduler.step()  # per-iteration schedules (inv)
                 if e.engine.stepped:  # after an optimizer step, not after every micro-batch
                     e.weighting.after_step(lambda b=batch: self.reevaluate(b))
                 bar.update(1)
@@ -275,7 +278,7 @@ class Trainer:
         self.rows.append(row)
         if self.cfg["select"] == "val" and self.best_epoch() == epoch:
             atomic_save(e.model.state_dict(), self.run_dir / "best.pt")
-        if e.scheduler is not None:
+        if e.scheduler is not None and not getattr(e.scheduler, "per_step", False):
             e.scheduler.step()
         self.pm.hook.mtl_epoch_end(run=self.run, epoch=epoch, metrics=row)
         if self.run.stop_reason:

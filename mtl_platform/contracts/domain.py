@@ -107,6 +107,10 @@ class Domain(Configurable):
         k = int(round(fraction * len(data)))
         return subset(data, order[:k]), subset(data, order[k:])
 
+    def parameter_groups(self, model: nn.Module) -> dict[str, list]:
+        """Named groups of ``model``'s parameters that ``optimizer.lr_mult`` may scale (none by default)."""
+        return {}
+
     # -- the update protocol --------------------------------------------------------------
     def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:
         inputs, targets = batch

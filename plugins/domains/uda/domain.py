@@ -141,6 +141,15 @@ class UDA(Domain):
             return {"classification": F.cross_entropy(model.heads["classification"](model.encoder(xs)), ys)}
         return self.method.losses(model, xs, ys, xt, progress, self.task_names)
 
+    def parameter_groups(self, model):
+        """``head``: the ResNet bottleneck (the generator's last stage), the classifier and the
+        alignment head — CDAN's and GH's code train them at 10× the backbone's lr."""
+        self._check(model)
+        head = list(model.heads.parameters())
+        if self.config["backbone"] != "lenet":
+            head += list(model.encoder.stages[-1].parameters())
+        return {"head": head}
+
     def train_step(self, batch, model, engine, optimizers):
         """The default protocol, or the method's own (MCD's steps A, B, C)."""
         if "alignment" in self.task_names and hasattr(self.method, "train_step"):
