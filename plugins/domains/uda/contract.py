@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from mtl_platform.contracts import Configurable
+from mtl_platform.errors import UserError
 
 
 class UDAData(Configurable):
@@ -39,3 +40,13 @@ class UDAData(Configurable):
 
     def load(self, domain: str, split: str) -> Dataset:
         raise NotImplementedError
+
+
+def check_pair(domains: tuple[str, ...], source: str, target: str) -> None:
+    """``source`` and ``target`` are two different domains of the family, or a one-line error."""
+    for key, value in (("source", source), ("target", target)):
+        if value not in domains:
+            raise UserError(f"domain.data.{key}: unknown domain {value!r}; allowed: {', '.join(domains)}")
+    if source == target:
+        raise UserError(f"domain.data.target: equals domain.data.source ({source!r}); "
+                        "adaptation needs two different domains")

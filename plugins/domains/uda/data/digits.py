@@ -41,7 +41,7 @@ from torchvision.datasets import MNIST, SVHN, USPS
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param, resolve_params
 
-from ..contract import UDAData
+from ..contract import UDAData, check_pair
 
 __all__ = ["Digits", "DigitsDataset", "stratified_split", "prepare_images", "MNIST_FILES", "USPS_FILES",
            "SVHN_FILES"]
@@ -115,15 +115,6 @@ def prepare_images(images: torch.Tensor, channels: int, size: int, chunk: int = 
     return out
 
 
-def _check_pair(domains: tuple[str, ...], source: str, target: str) -> None:
-    for key, value in (("source", source), ("target", target)):
-        if value not in domains:
-            raise UserError(f"domain.data.{key}: unknown domain {value!r}; allowed: {', '.join(domains)}")
-    if source == target:
-        raise UserError(f"domain.data.target: equals domain.data.source ({source!r}); "
-                        "adaptation needs two different domains")
-
-
 class Digits(UDAData):
     """MNIST, USPS, SVHN and UCI digits (module docstring for sources, splits and preprocessing)."""
 
@@ -151,7 +142,7 @@ class Digits(UDAData):
     def __init__(self, seed: int = 0, **params):
         params = resolve_params(self.declared_params(), params, "domain.data")
         super().__init__(seed=seed, **params)
-        _check_pair(self.domains, params["source"], params["target"])
+        check_pair(self.domains, params["source"], params["target"])
         self.root = os.path.expanduser(params["root"]) if params["root"] is not None else None
         self.image_size = params["image_size"]
         self.channels = params["channels"]

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from mtl_platform.errors import UserError
 from mtl_platform.params import REQUIRED, Param, resolve_params
 
-from ..contract import UDAData
+from ..contract import UDAData, check_pair
 from .image_list import ImageListDataset
 
 __all__ = ["ImageListFamily", "Office31", "OfficeHome", "VisDA2017", "DomainNet"]
@@ -65,7 +65,7 @@ class ImageListFamily(UDAData):
     def __init__(self, seed: int = 0, **params):
         params = resolve_params(self.declared_params(), params, "domain.data")
         super().__init__(seed=seed, **params)
-        _check_pair(self.domains, params["source"], params["target"])
+        check_pair(self.domains, params["source"], params["target"])
         self.root = os.path.expanduser(params["root"])
         self.image_size = params["image_size"]
         self.resize = params["resize"]
@@ -96,15 +96,6 @@ class ImageListFamily(UDAData):
             crop=self.image_size, resize=self.resize, seed=self.seed,
             stream=zlib.crc32(f"{self.name}/{domain}/{split}".encode()), num_classes=self.num_classes,
             where="domain.data.root", hint=self.hint())
-
-
-def _check_pair(domains: tuple[str, ...], source: str, target: str) -> None:
-    for key, value in (("source", source), ("target", target)):
-        if value not in domains:
-            raise UserError(f"domain.data.{key}: unknown domain {value!r}; allowed: {', '.join(domains)}")
-    if source == target:
-        raise UserError(f"domain.data.target: equals domain.data.source ({source!r}); "
-                        "adaptation needs two different domains")
 
 
 _TSINGHUA = "https://cloud.tsinghua.edu.cn/f/"
