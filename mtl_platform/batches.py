@@ -55,6 +55,26 @@ def subset(dataset: Dataset, indices) -> Subset:
     return (EpochSubset if hasattr(dataset, "set_epoch") else Subset)(dataset, list(indices))
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One SplitMix64 step (Steele, Lea & Flood 2014) on a 64-bit integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed that depends on ``values`` (e.g. seed, epoch, sample index) only: SplitMix64
+    folded over them — plain integer arithmetic, the same in every process (no ``hash``)."""
+    h = 0
+    for value in values:
+        h = _splitmix64(h ^ (int(value) & _MASK64))
+    return h >> 1
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
     """The permutation of ``range(n)`` used in ``epoch``: depends on (seed, epoch) only."""
     g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch) * 7919 + 12345) % (2**63))

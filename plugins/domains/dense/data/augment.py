@@ -27,27 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtl_platform.batches import mix_seed
+
 #: how each kind of target is resampled: nearest for all but the image; the value rescaling
 KINDS = ("segmentation", "depth", "disparity", "normals", "saliency", "dense")
 
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    """One round of SplitMix64 (Steele et al. 2014): a well-mixed 64-bit function of ``x``."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed that depends on (seed, epoch, index) only — the same in every process and
-    Python version (plain integer arithmetic; no ``hash``)."""
-    h = 0
-    for value in (seed, epoch, index):
-        h = _splitmix64(h ^ (int(value) & _MASK64))
-    return h >> 1
+    """The seed of one sample's augmentation draws: :func:`mtl_platform.batches.mix_seed`."""
+    return mix_seed(seed, epoch, index)
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:

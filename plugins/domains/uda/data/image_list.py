@@ -35,6 +35,7 @@ from torchvision.datasets.folder import default_loader
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from mtl_platform.batches import mix_seed
 from mtl_platform.errors import UserError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageListDataset", "read_image_list", "sample_seed",
@@ -45,24 +46,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    """One step of splitmix64 (Steele, Lea & Flood 2014) on a 64-bit unsigned integer."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
 def sample_seed(seed: int, epoch: int, index: int, stream: int = 0) -> int:
-    """The generator seed (63 bits) of sample ``index`` in ``epoch``: splitmix64 folded over
-    ``seed``, ``stream`` (which dataset), ``epoch`` and ``index`` in that order."""
-    x = _splitmix64(int(seed) & _MASK64)
-    for part in (stream, epoch, index):
-        x = _splitmix64(x ^ (int(part) & _MASK64))
-    return x >> 1
+    """The generator seed of sample ``index`` in ``epoch`` of dataset ``stream``:
+    :func:`mtl_platform.batches.mix_seed` over (seed, stream, epoch, index)."""
+    return mix_seed(seed, stream, epoch, index)
 
 
 def random_resized_crop_box(height: int, width: int, generator: torch.Generator,
