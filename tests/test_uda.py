@@ -46,7 +46,7 @@ def test_gradient_reversal_is_identity_forward_and_minus_coeff_backward():
     assert grl_coefficient(0.5).item() == pytest.approx(2 / (1 + torch.exp(torch.tensor(-5.0)).item()) - 1)
 
 
-@pytest.mark.parametrize("method", ["dann", "cdan", "mdd"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mdd", "dwl"])
 def test_classification_reaches_no_discriminator_parameter_and_alignment_reaches_the_generator(method, one_thread):
     exp = experiment([f"domain.method.name={method}"])
     model, domain = exp.model, exp.domain
@@ -83,8 +83,9 @@ def test_the_generator_gets_the_reversed_gradient_scaled_by_the_schedule(one_thr
         assert torch.allclose(ga, gb, atol=1e-6)
 
 
-def test_gh_weights_come_from_the_generators_gradients(one_thread):
-    exp = experiment(["weighting.name=gh"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mcd", "mdd", "dwl"])
+def test_gh_weights_come_from_the_generators_gradients(method, one_thread):
+    exp = experiment([f"domain.method.name={method}", "weighting.name=gh"])
     model, domain = exp.model, exp.domain
     model.eval()
     xs, ys, xt, _ = first_batch(exp)
@@ -105,13 +106,14 @@ def weightings():
     return [c.name for c in reg.components("weighting")]
 
 
-@pytest.mark.parametrize("method", ["dann", "cdan", "mcd", "mdd", "source_only"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mcd", "mdd", "dwl", "source_only"])
 def test_every_weighting_trains_every_method_for_a_few_steps(method, one_thread):
+    quick = ["domain.method.source_steps=1", "domain.method.generator_steps=1"] if method == "dwl" else []
     for name in weightings():
         args = [f"weighting.{k}={json.dumps(v)}" for k, v in weighting_args(name, ["alignment", "classification"]
                                                                           if method != "source_only"
                                                                           else ["classification"]).items()]
-        exp = experiment([f"domain.method.name={method}", f"weighting.name={name}", *args])
+        exp = experiment([f"domain.method.name={method}", f"weighting.name={name}", *args, *quick])
         before = [p.detach().clone() for p in exp.model.encoder.parameters()]
         for batch in exp.domain.loaders("train", epoch=0):
             losses = exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers)

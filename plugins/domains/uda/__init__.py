@@ -10,6 +10,7 @@ def mtl_register(registry):
     from .domain import UDA
     from .methods.cdan import CDAN
     from .methods.dann import DANN
+    from .methods.dwl import DWL
     from .methods.mcd import MCD
     from .methods.mdd import MDD
     from .methods.source_only import SourceOnly
@@ -17,5 +18,5 @@ def mtl_register(registry):
     registry.add_domain(UDA)
     for family in (Digits, Office31, OfficeHome, VisDA2017, DomainNet):
         registry.add("uda.data", family)
-    for method in (DANN, CDAN, MCD, MDD, SourceOnly):
+    for method in (DANN, CDAN, MCD, MDD, DWL, SourceOnly):
         registry.add("uda.method", method)

@@ -38,7 +38,7 @@ class Labelled(Dataset):
 class UDA(Domain):
     """A labelled source and an unlabelled target (``data``: a ``uda.data`` family with its
     ``source`` and ``target``), adapted by ``method`` (a ``uda.method``: ``dann``, ``cdan``,
-    ``source_only``, or a plugin's). The loss terms are ``[alignment, classification]`` — the
+    ``mcd``, ``mdd``, ``dwl``, ``source_only``, or a plugin's). The loss terms are ``[alignment, classification]`` — the
     GH paper's L1 and L2 (spec gradients.md §1.7), in that order, so GH++ up-weights the
     alignment unless its ``priority`` says otherwise — and any weighting harmonises them over
     the generator G (``hps``'s shared encoder: backbone + bottleneck; the discriminator and the
@@ -56,7 +56,7 @@ class UDA(Domain):
     params = (
         Param("data", dict, "digits", "the domains: digits (mnist, usps, svhn, uci), office31, office_home, visda, "
               "domainnet, with source and target", kind="uda.data"),
-        Param("method", dict, "dann", "the adaptation method: dann, cdan, source_only, or a plugin's",
+        Param("method", dict, "dann", "the adaptation method: dann, cdan, mcd, mdd, dwl, source_only, or a plugin's",
               kind="uda.method"),
         Param("backbone", str, "lenet", "the generator's backbone", choices=BACKBONES),
         Param("bottleneck", int, 256, "bottleneck width after a ResNet (LeNet's features are 500-d)", minimum=1),
@@ -154,6 +154,7 @@ class UDA(Domain):
         """The default protocol, or the method's own (MCD's steps A, B, C)."""
         if "alignment" in self.task_names and hasattr(self.method, "train_step"):
             self._check(model)
+            self.method.epoch_iterations = self.iterations()
             return self.method.train_step(batch, model, engine, optimizers, self.task_names)
         return super().train_step(batch, model, engine, optimizers)
 

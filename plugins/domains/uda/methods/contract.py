@@ -22,6 +22,7 @@ class UDAMethod(Configurable):
     ``aligns`` is False for a method without an alignment task (source only)."""
 
     aligns = True
+    epoch_iterations: int | None = None  # set by the domain before ``train_step`` (DWL's per-epoch update)
 
     def __init__(self, seed: int = 0, **params):
         self.seed = int(seed)

@@ -1,0 +1,35 @@
+"""Several classifiers on the generator's features, and the discrepancy between them (MCD,
+Saito et al., CVPR 2018; DWL, Xiao & Zhang, CVPR 2021)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Classifiers(nn.Module):
+    """``count`` independent classifiers (dropout, hidden layer with BatchNorm, logits, as in
+    MCD's code). ``forward`` gives the first one's logits — the classifier evaluated — and
+    ``all`` every classifier's logits."""
+
+    def __init__(self, features: int, classes: int, hidden: int, count: int):
+        super().__init__()
+        self.members = nn.ModuleList(
+            nn.Sequential(nn.Dropout(0.5), nn.Linear(features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                          nn.Linear(hidden, classes)) for _ in range(count))
+
+    def forward(self, f: Tensor) -> Tensor:
+        return self.members[0](f)
+
+    def all(self, f: Tensor) -> list[Tensor]:
+        return [m(f) for m in self.members]
+
+
+def discrepancy(a: Tensor, b: Tensor) -> Tensor:
+    """Mean |softmax(a) − softmax(b)| (Saito et al. 2018, Eq. 1)."""
+    return (a.softmax(1) - b.softmax(1)).abs().mean()
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """Mean Shannon entropy (nats) of the predicted class distributions."""
+    p = logits.softmax(1)
+    return -(p * torch.log(p + 1e-5)).sum(1).mean()
