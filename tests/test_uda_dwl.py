@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mtl_platform import session
-from mtl_platform.hookspecs import hookimpl
 
 from mtl_platform_plugins.domains.uda.methods import dwl as dwl_module
 from mtl_platform_plugins.domains.uda.methods.dynamic_weight import DynamicWeight, lda_criterion, linear_mmd
 
+from test_trainer import InterruptAt
 from test_uda import CONFIG, TINY, experiment, first_batch, quiet
 
 
@@ -151,18 +151,6 @@ def test_dwl_pair_is_weighted_by_t_and_the_discriminability_loss_never_reaches_d
     assert fifth["alignment"].item() == pytest.approx(by_hand.item(), rel=1e-5)
 
 
-class StopAtStep:
-    __name__ = "stop_at_step"
-
-    def __init__(self, step):
-        self.step = step
-
-    @hookimpl
-    def mtl_checkpoint(self, run):
-        if run.step == self.step:
-            raise KeyboardInterrupt
-
-
 def test_dwl_resumed_in_its_second_epoch_ends_where_the_uninterrupted_run_ends(tmp_path, one_thread):
     """The dynamic weight's statistics, T and iteration count are buffers of the model: a run cut
     after step 3 (inside epoch 2, after the first renewal of T) and resumed is bit-for-bit the
@@ -172,7 +160,7 @@ def test_dwl_resumed_in_its_second_epoch_ends_where_the_uninterrupted_run_ends(t
             f"output.root={tmp_path}"]
     full = session.train(CONFIG, sets=sets, **quiet)
     with pytest.raises(KeyboardInterrupt):
-        session.train(CONFIG, sets=sets, extra_plugins=[StopAtStep(3)], **quiet)
+        session.train(CONFIG, sets=sets, extra_plugins=[InterruptAt(3)], **quiet)
     cut = next(d for d in (tmp_path).iterdir() if d.is_dir() and str(d) != full["run_dir"] and d.name != "cache")
     resumed = session.train(resume=cut, **quiet)
     a = torch.load(Path(full["run_dir"]) / "model.pt", weights_only=False)
