@@ -115,6 +115,9 @@ def test_grid_times_seeds_skip_resume_and_report(tiny, tmp_path):
     assert table[2] == "| · | weighting.name=ew | weighting.name=dwa |"
     ew = [g for g in report["groups"] if g["label"] == "hps + ew"][0]["tasks"]["left"]["metrics"]["accuracy"]["mtl"]
     assert table[4].startswith(f"| · | {ew['mean']:.4f} ± {ew['std']:.4f}")
+    dwa = [g for g in report["groups"] if g["label"] == "hps + dwa"][0]["tasks"]["left"]["metrics"]["accuracy"]["mtl"]
+    second = table[4].split(" | ")[2]  # dwa's cell: its mean and its gain over the first column (ew)
+    assert second.startswith(f"{dwa['mean']:.4f} ± ") and f"vs ew: {dwa['mean'] - ew['mean']:+.4f}" in second
     before = {d: results_of(d) for d in dirs}
     mtimes = {d: (d / "results.json").stat().st_mtime_ns for d in dirs}
 
