@@ -134,6 +134,14 @@ def test_method_weighting_and_direction_switch_from_the_command_line(tmp_path, o
     assert results["label"] == "cdan · hps + gh_plus_plus"  # the report tells methods apart
 
 
+def test_the_reverse_direction_config_trains_uci_to_mnist(tmp_path, one_thread):
+    sets = [*TINY, "domain.method.hidden=32", f"output.root={tmp_path}"]
+    results = session.train(ROOT / "configs" / "uda" / "uci_to_mnist.yaml", sets=sets, **quiet)
+    config = yaml.safe_load((Path(results["run_dir"]) / "config.yaml").read_text())
+    assert config["domain"]["data"]["source"] == "uci" and config["domain"]["data"]["target"] == "mnist"
+    assert 0.0 <= results["test"]["classification"]["accuracy"] <= 1.0
+
+
 def test_every_method_shares_one_cached_source_only_baseline(tmp_path, one_thread):
     messages = []
     base = [*TINY, "baselines.stl=true", "domain.method.hidden=32", f"output.root={tmp_path}"]
