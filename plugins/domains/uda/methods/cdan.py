@@ -10,7 +10,7 @@ from torch import nn
 from mtl_platform.params import Param
 
 from .contract import UDAMethod, source_and_target_features
-from .discriminator import domain_discriminator
+from .discriminator import domain_discriminator, domain_labels
 from .gradient_reversal import grl_coefficient, reverse_gradient
 
 
@@ -78,7 +78,7 @@ class CDAN(UDAMethod):
             f = torch.cat([fs, ft])
             g = torch.cat([logits_s, model.heads["classification"](ft)]).softmax(1).detach()
             d = model.heads["alignment"](reverse_gradient(f, grl_coefficient(progress, c["gamma"])), g)
-            domain = torch.cat([torch.ones(len(fs), device=f.device), torch.zeros(len(ft), device=f.device)])
+            domain = domain_labels(len(fs), len(ft), f.device)
             if c["entropy"]:
                 w = 1.0 + torch.exp(-entropy(g))
                 ns = len(fs)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mtl_platform.params import Param
 
 from .contract import UDAMethod, source_and_target_features
-from .discriminator import domain_discriminator
+from .discriminator import domain_discriminator, domain_labels
 from .gradient_reversal import grl_coefficient, reverse_gradient
 
 
@@ -36,6 +36,6 @@ class DANN(UDAMethod):
         if "alignment" in tasks:
             f = reverse_gradient(torch.cat([fs, ft]), grl_coefficient(progress, c["gamma"]))
             logits = model.heads["alignment"](f).squeeze(1)
-            domain = torch.cat([torch.ones(len(fs), device=f.device), torch.zeros(len(ft), device=f.device)])
+            domain = domain_labels(len(fs), len(ft), f.device)
             out["alignment"] = c["trade_off"] * F.binary_cross_entropy_with_logits(logits, domain)
         return out

@@ -3,7 +3,8 @@ with two hidden layers (ReLU, dropout 0.5 in the original code; BatchNorm as in 
 one logit: source (1) vs target (0)."""
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def domain_discriminator(features: int, hidden: int = 1024) -> nn.Module:
@@ -11,3 +12,8 @@ def domain_discriminator(features: int, hidden: int = 1024) -> nn.Module:
         nn.Linear(features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
         nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
         nn.Linear(hidden, 1))
+
+
+def domain_labels(n_source: int, n_target: int, device) -> Tensor:
+    """1 for the first ``n_source`` samples (source), 0 for the next ``n_target`` (target)."""
+    return torch.cat([torch.ones(n_source, device=device), torch.zeros(n_target, device=device)])

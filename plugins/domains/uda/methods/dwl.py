@@ -10,7 +10,7 @@ from mtl_platform.params import Param
 
 from .classifiers import Classifiers, discrepancy, entropy
 from .contract import UDAMethod
-from .discriminator import domain_discriminator
+from .discriminator import domain_discriminator, domain_labels
 from .dynamic_weight import DynamicWeight
 from .partial_step import partial_step
 
@@ -31,8 +31,7 @@ class WeightedAdversary(nn.Module):
 def domain_bce(logits, n_source, inverted=False):
     """D's cross-entropy against the domain labels (source 1, target 0), or against the
     inverted labels — the loss G minimises to fool D."""
-    domain = torch.zeros_like(logits)
-    domain[:n_source] = 1.0
+    domain = domain_labels(n_source, len(logits) - n_source, logits.device)
     return F.binary_cross_entropy_with_logits(logits, 1.0 - domain if inverted else domain)
 
 
