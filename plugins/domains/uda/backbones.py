@@ -17,6 +17,19 @@ def lenet_generator(channels: int, size: int) -> StagedEncoder:
                                                                  (50, side, side), (500,)])
 
 
+def mcd_digits_generator(channels: int, size: int) -> StagedEncoder:
+    """MCD's generator for MNIST/USPS (Saito et al., CVPR 2018, code ``model/usps.py``):
+    conv(32, 5)-BN-ReLU-pool, conv(48, 5)-BN-ReLU-pool, flattened (768-d at 28 px). No dropout:
+    MCD's classifiers hold it. BatchNorm sees each forward pass's batch, so methods that pass
+    target batches through G also adapt its normalisation statistics."""
+    first, side = (size - 4) // 2, ((size - 4) // 2 - 4) // 2
+    stages = [nn.Sequential(nn.Conv2d(channels, 32, 5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2)),
+              nn.Sequential(nn.Conv2d(32, 48, 5), nn.BatchNorm2d(48), nn.ReLU(), nn.MaxPool2d(2)),
+              nn.Flatten()]
+    return StagedEncoder(stages, out_shape=(48 * side * side,),
+                         stage_shapes=[(32, first, first), (48, side, side), (48 * side * side,)])
+
+
 def resnet_generator(depth: int, size: int, bottleneck: int, pretrained: str | None, width: int = 64) -> StagedEncoder:
     """ResNet stages (stem, layer1…4; ImageNet weights from a file or a torchvision name), then
     global average pooling and a bottleneck fc-BN-ReLU (CDAN's 256-d) as the last stage."""

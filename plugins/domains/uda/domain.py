@@ -18,7 +18,7 @@ from .methods.contract import UDAMethod
 from .streams import PairedStreams
 from .tasks import AlignmentTask, TargetClassification
 
-BACKBONES = ("lenet", "resnet50", "resnet101")
+BACKBONES = ("lenet", "mcd_digits", "resnet50", "resnet101")
 
 
 class Labelled(Dataset):
@@ -146,7 +146,7 @@ class UDA(Domain):
         alignment head — CDAN's and GH's code train them at 10× the backbone's lr."""
         self._check(model)
         head = list(model.heads.parameters())
-        if self.config["backbone"] != "lenet":
+        if self.config["backbone"].startswith("resnet"):
             head += list(model.encoder.stages[-1].parameters())
         return {"head": head}
 
@@ -175,7 +175,7 @@ class UDA(Domain):
         return {"classification": task.finalize(sums)}
 
     def encoder_factory(self):
-        from .backbones import lenet_generator, resnet_generator
+        from .backbones import lenet_generator, mcd_digits_generator, resnet_generator
 
         c = self.config
         channels, size, _ = self.data.image_shape
@@ -183,6 +183,10 @@ class UDA(Domain):
             if c["pretrained"]:
                 raise UserError("domain.pretrained: LeNet has no pretrained weights; use backbone resnet50/resnet101")
             return lenet_generator(channels, size)
+        if c["backbone"] == "mcd_digits":
+            if c["pretrained"]:
+                raise UserError("domain.pretrained: mcd_digits has no pretrained weights; use backbone resnet50/resnet101")
+            return mcd_digits_generator(channels, size)
         return resnet_generator(int(c["backbone"][len("resnet"):]), size, c["bottleneck"], c["pretrained"])
 
     def head_factory(self, task):

@@ -6,16 +6,24 @@ import torch
 from torch import Tensor, nn
 
 
-class Classifiers(nn.Module):
-    """``count`` independent classifiers (dropout, hidden layer with BatchNorm, logits, as in
-    MCD's code). ``forward`` gives the first one's logits — the classifier evaluated — and
-    ``all`` every classifier's logits."""
+def classifier(features: int, classes: int, hidden: int, depth: int) -> nn.Sequential:
+    """Dropout, ``depth`` hidden layers (linear, BatchNorm, ReLU; dropout between them), logits:
+    MCD's digit classifier and tllib's ``ImageClassifierHead`` have ``depth`` 2."""
+    layers: list[nn.Module] = []
+    width = features
+    for i in range(depth):
+        layers += [nn.Dropout(0.5), nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, classes))
 
-    def __init__(self, features: int, classes: int, hidden: int, count: int):
+
+class Classifiers(nn.Module):
+    """``count`` independent classifiers (``classifier``). ``forward`` gives the first one's
+    logits — the classifier evaluated — and ``all`` every classifier's logits."""
+
+    def __init__(self, features: int, classes: int, hidden: int, count: int, depth: int = 1):
         super().__init__()
-        self.members = nn.ModuleList(
-            nn.Sequential(nn.Dropout(0.5), nn.Linear(features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                          nn.Linear(hidden, classes)) for _ in range(count))
+        self.members = nn.ModuleList(classifier(features, classes, hidden, depth) for _ in range(count))
 
     def forward(self, f: Tensor) -> Tensor:
         return self.members[0](f)

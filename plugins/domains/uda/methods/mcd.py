@@ -34,11 +34,12 @@ class MCD(UDAMethod):
         Param("trade_off", float, 1.0, "weight of the discrepancy in step B", minimum=0.0),
         Param("num_k", int, 4, "generator steps (step C) per iteration", minimum=1),
         Param("hidden", int, 1024, "hidden width of each classifier", minimum=1),
+        Param("depth", int, 1, "hidden layers of each classifier", minimum=1),
         Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", minimum=0.0),
     )
 
     def classification_head(self, features, num_classes):
-        return Classifiers(features, num_classes, self.config["hidden"], 2)
+        return Classifiers(features, num_classes, self.config["hidden"], 2, self.config["depth"])
 
     def losses(self, model, xs, ys, xt, progress, tasks):
         """Step B's pair (what the weighting sees)."""

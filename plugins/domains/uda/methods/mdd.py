@@ -35,7 +35,14 @@ class MDD(UDAMethod):
         Param("hidden", int, 1024, "width of the adversarial classifier", minimum=1),
         Param("grl_high", float, 0.1, "final gradient-reversal coefficient", minimum=0.0),
         Param("gamma", float, 10.0, "steepness of the reversal schedule", minimum=0.0),
+        Param("classifier", str, "linear", "the classifier F: linear, or mlp (the adversarial classifier's form)",
+              choices=("linear", "mlp")),
     )
+
+    def classification_head(self, features, num_classes):
+        if self.config["classifier"] == "mlp":
+            return adversarial_classifier(features, num_classes, self.config["hidden"])
+        return nn.Linear(features, num_classes)
 
     def alignment_head(self, features, num_classes):
         return adversarial_classifier(features, num_classes, self.config["hidden"])

@@ -1,0 +1,92 @@
+"""The generator and heads of the classifier-discrepancy methods as their papers' code builds
+them: MCD's digit generator (conv-BN, no dropout), classifiers of depth 1 or 2 (MCD's digit
+net and tllib's head have two hidden layers), and MDD's classifier in the adversarial
+classifier's form (tllib: both heads alike)."""
+import pytest
+import torch
+from torch import nn
+
+from mtl_platform.errors import UserError
+from mtl_platform_plugins.domains.uda.backbones import mcd_digits_generator
+from mtl_platform_plugins.domains.uda.methods.classifiers import Classifiers
+
+from test_uda import experiment, first_batch
+
+
+def test_mcd_digits_generator_has_the_papers_shapes_and_no_dropout():
+    g = mcd_digits_generator(1, 28)
+    assert g.out_shape == (768,)                          # 48 × 4 × 4 at 28 px (MCD's usps.py)
+    assert g(torch.randn(3, 1, 28, 28)).shape == (3, 768)
+    assert mcd_digits_generator(3, 32)(torch.randn(2, 3, 32, 32)).shape == (2, 48 * 5 * 5)
+    kinds = {type(m) for m in g.modules()}
+    assert nn.BatchNorm2d in kinds and not kinds & {nn.Dropout, nn.Dropout2d}
+    assert [tuple(s) if isinstance(s, tuple) else s for s in g.stage_shapes] == [(32, 12, 12), (48, 4, 4), (768,)]
+
+
+def _first_bn_after_a_step(method, batch):
+    """The first BN's running mean after one training step, with conv1 frozen and BN's
+    cumulative averaging (momentum None): the mean of conv1's output over every batch the
+    step normalised. Also conv1's mean output on the source and on the target batch."""
+    quick = ["domain.method.source_steps=0", "domain.method.generator_steps=1"] if method == "dwl" else []
+    exp = experiment([f"domain.method.name={method}", "domain.backbone=mcd_digits", *quick])
+    conv, bn = exp.model.encoder.stages[0][0], exp.model.encoder.stages[0][1]
+    conv.requires_grad_(False)
+    bn.momentum = None
+    bn.reset_running_stats()
+    xs, ys, xt, progress = batch
+    with torch.no_grad():
+        mean_s, mean_t = conv(xs).mean((0, 2, 3)), conv(xt).mean((0, 2, 3))
+    exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers)
+    return bn.running_mean, mean_s, mean_t
+
+
+@pytest.mark.parametrize("method", ["dann", "mcd", "mdd", "dwl"])
+def test_target_batches_reach_the_generators_batchnorm_statistics(method, one_thread):
+    """With the BN generator, a method's step normalises target images too, so G's running
+    statistics blend the target's in; source only's are the source's alone."""
+    batch = first_batch(experiment(["domain.backbone=mcd_digits"]))
+    torch.manual_seed(0)
+    running, mean_s, mean_t = _first_bn_after_a_step("source_only", batch)
+    assert torch.allclose(running, mean_s, atol=1e-5)
+    running, mean_s, mean_t = _first_bn_after_a_step(method, batch)
+    d = mean_s - mean_t
+    alpha = ((running - mean_t) @ d / (d @ d)).item()  # running = α·source + (1 − α)·target
+    assert torch.allclose(running, alpha * mean_s + (1 - alpha) * mean_t, atol=1e-4)
+    assert 0.0 <= alpha < 0.9, alpha
+    if method == "dann":  # one forward of the concatenated source and target halves
+        assert alpha == pytest.approx(0.5, abs=1e-4)
+
+
+def test_mcd_digits_refuses_pretrained_weights_in_one_line():
+    with pytest.raises(UserError, match="domain.pretrained: mcd_digits has no pretrained weights"):
+        experiment(["domain.backbone=mcd_digits", "domain.pretrained=weights.pth"])
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_classifiers_have_depth_hidden_layers_each_with_batchnorm(depth):
+    heads = Classifiers(20, 5, 16, count=2, depth=depth)
+    for member in heads.members:
+        linears = [m for m in member if isinstance(m, nn.Linear)]
+        assert [(l.in_features, l.out_features) for l in linears] == [(20, 16)] + [(16, 16)] * (depth - 1) + [(16, 5)]
+        assert sum(isinstance(m, nn.BatchNorm1d) for m in member) == depth
+        assert sum(isinstance(m, nn.Dropout) for m in member) == depth
+    a, b = heads.all(torch.randn(4, 20))
+    assert a.shape == b.shape == (4, 5) and torch.equal(heads(torch.randn(4, 20)).new_zeros(0), a.new_zeros(0))
+    assert not torch.equal(heads.members[0][1].weight, heads.members[1][1].weight)  # independent members
+
+
+def test_mcd_depth_reaches_its_classifiers(one_thread):
+    exp = experiment(["domain.method.name=mcd", "domain.method.depth=2"])
+    for member in exp.model.heads["classification"].members:
+        assert sum(isinstance(m, nn.Linear) for m in member) == 3
+
+
+def test_mdd_mlp_classifier_has_the_adversarial_classifiers_form(one_thread):
+    exp = experiment(["domain.method.name=mdd", "domain.method.classifier=mlp"])
+    f, adv = exp.model.heads["classification"], exp.model.heads["alignment"]
+    assert [p.shape for p in f.parameters()] == [p.shape for p in adv.parameters()]
+    assert not any(torch.equal(a, b) for a, b in zip(f.parameters(), adv.parameters()))  # separately initialised
+    linear = experiment(["domain.method.name=mdd"])
+    assert isinstance(linear.model.heads["classification"], nn.Linear)
+    with pytest.raises(UserError, match="classifier"):
+        experiment(["domain.method.name=mdd", "domain.method.classifier=deep"])
