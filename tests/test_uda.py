@@ -206,3 +206,35 @@ def test_mdd_adversary_agrees_on_source_and_disagrees_on_target_by_hand(one_thre
         src = -adv_s.log_softmax(1)[torch.arange(len(ps)), ps].mean()
         tgt = -torch.log(1 - adv_t.softmax(1)[torch.arange(len(pt)), pt]).mean()
     assert got.item() == pytest.approx(0.5 * (2.0 * src + tgt).item(), rel=1e-5)
+
+
+def test_mcd_generator_without_momentum_takes_plain_sgd_steps(one_thread):
+    """generator_momentum: false (tllib's MCD): every G step is p − lr·(∇p + wd·p), no momentum
+    buffer; the classifiers keep the optimizer's momentum."""
+    from mtl_platform_plugins.domains.uda.methods.partial_step import partial_step
+
+    exp = experiment(["domain.method.name=mcd", "domain.method.generator_momentum=false"])
+    model, (opt,) = exp.model, exp.optimizers
+    xs, ys, xt, _ = first_batch(exp)
+    model.eval()
+    enc, heads = list(model.encoder.parameters()), list(model.heads["classification"].parameters())
+    loss = model.heads["classification"](model.encoder(xs)).logsumexp(1).mean()
+    grads = torch.autograd.grad(loss, enc, retain_graph=True)
+    before = [p.detach().clone() for p in enc]
+    lr, wd = opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"]
+    partial_step(model, exp.optimizers, loss, enc + heads, plain=enc)
+    for p, p0, g in zip(enc, before, grads):
+        assert torch.allclose(p, p0 - lr * (g + wd * p0), atol=1e-7)
+        assert "momentum_buffer" not in opt.state.get(p, {})
+    evaluated = list(model.heads["classification"].members[0].parameters())  # the loss reached F1 only
+    assert all(opt.state[p].get("momentum_buffer") is not None for p in evaluated)
+    exp.domain.train_step(first_batch(exp), model, exp.engine, exp.optimizers)  # A, B, C: still no buffer on G
+    assert all("momentum_buffer" not in opt.state.get(p, {}) for p in enc)
+
+
+def test_mcd_generator_without_momentum_refuses_adam(one_thread):
+    from mtl_platform.errors import UserError
+
+    exp = experiment(["domain.method.name=mcd", "domain.method.generator_momentum=false", "optimizer.name=adam"])
+    with pytest.raises(UserError, match="generator_momentum: false needs optimizer.name: sgd"):
+        exp.domain.train_step(first_batch(exp), exp.model, exp.engine, exp.optimizers)

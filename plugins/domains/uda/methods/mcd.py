@@ -35,6 +35,8 @@ class MCD(UDAMethod):
         Param("num_k", int, 4, "generator steps (step C) per iteration", minimum=1),
         Param("hidden", int, 1024, "hidden width of each classifier", minimum=1),
         Param("depth", int, 1, "hidden layers of each classifier", minimum=1),
+        Param("generator_momentum", bool, True, "G steps with the optimizer's momentum (false: plain SGD, "
+              "as tllib's MCD; needs sgd)"),
         Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", minimum=0.0),
     )
 
@@ -60,15 +62,17 @@ class MCD(UDAMethod):
         xs, ys, xt, progress = batch
         heads = model.heads["classification"]
         generator = list(model.encoder.parameters())
+        plain = () if self.config["generator_momentum"] else generator
 
         # A: everything on the source
         y1, y2 = heads.all(model.encoder(xs))
-        partial_step(model, optimizers, F.cross_entropy(y1, ys) + F.cross_entropy(y2, ys), model.parameters())
+        partial_step(model, optimizers, F.cross_entropy(y1, ys) + F.cross_entropy(y2, ys), model.parameters(),
+                     plain=plain)
         # B: the classifiers, on the weighted pair (weights from G's gradients)
         losses = self.losses(model, xs, ys, xt, progress, tasks)
         partial_step(model, optimizers, losses, heads.parameters(), engine, generator)
         # C: the generator, num_k times
         for _ in range(self.config["num_k"]):
             t1, t2 = heads.all(model.encoder(xt))
-            partial_step(model, optimizers, discrepancy(t1, t2), generator)
+            partial_step(model, optimizers, discrepancy(t1, t2), generator, plain=plain)
         return {k: v.detach() for k, v in losses.items()}

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
 from torch import Tensor, nn
+
+from mtl_platform.errors import UserError
 
 
 def partial_step(model: nn.Module, optimizers, loss: Tensor | dict[str, Tensor], keep: Iterable[nn.Parameter],
-                 engine=None, params: list[nn.Parameter] | None = None) -> None:
+                 engine=None, params: list[nn.Parameter] | None = None,
+                 plain: Iterable[nn.Parameter] = ()) -> None:
     """Back-propagate ``loss`` — a tensor, or a dict of task losses combined by the run's
     weighting through ``engine`` over ``params`` — drop every gradient outside ``keep`` and step
     all optimisers (parameters without a gradient do not move; SGD's momentum buffers of the
-    others are left as they are). Gradients are cleared before and after."""
+    others are left as they are). Parameters in ``plain`` instead take a plain SGD step,
+    p ← p − lr·(∇p + wd·p) with their group's current lr and weight decay and no momentum (as
+    tllib's MCD steps its generator with a momentum-free SGD). Gradients are cleared before
+    and after."""
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     if isinstance(loss, dict):
@@ -22,7 +29,24 @@ def partial_step(model: nn.Module, optimizers, loss: Tensor | dict[str, Tensor],
     for p in model.parameters():
         if id(p) not in keep_ids:
             p.grad = None
+    plain_step(optimizers, [p for p in plain if id(p) in keep_ids])
     for opt in optimizers:
         opt.step()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def plain_step(optimizers, params: list[nn.Parameter]) -> None:
+    """A momentum-free SGD step of ``params`` (their gradients are then dropped, so the
+    optimisers leave them alone)."""
+    if not params:
+        return
+    group_of = {id(p): g for opt in optimizers for g in opt.param_groups for p in g["params"]}
+    for p in params:
+        group = group_of[id(p)]
+        if "momentum" not in group:
+            raise UserError("domain.method.generator_momentum: false needs optimizer.name: sgd")
+        if p.grad is not None:
+            p.add_(p.grad + group["weight_decay"] * p, alpha=-group["lr"])
+            p.grad = None
