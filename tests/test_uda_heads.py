@@ -57,9 +57,10 @@ def test_target_batches_reach_the_generators_batchnorm_statistics(method, one_th
         assert alpha == pytest.approx(0.5, abs=1e-4)
 
 
-def test_mcd_digits_refuses_pretrained_weights_in_one_line():
-    with pytest.raises(UserError, match="domain.pretrained: mcd_digits has no pretrained weights"):
-        experiment(["domain.backbone=mcd_digits", "domain.pretrained=weights.pth"])
+@pytest.mark.parametrize("backbone", ["lenet", "mcd_digits"])
+def test_digit_generators_refuse_pretrained_weights_in_one_line(backbone):
+    with pytest.raises(UserError, match=f"domain.pretrained: {backbone} has no pretrained weights"):
+        experiment([f"domain.backbone={backbone}", "domain.pretrained=weights.pth"])
 
 
 @pytest.mark.parametrize("depth", [1, 2])

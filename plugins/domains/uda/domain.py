@@ -179,14 +179,12 @@ class UDA(Domain):
 
         c = self.config
         channels, size, _ = self.data.image_shape
-        if c["backbone"] == "lenet":
+        digits = {"lenet": lenet_generator, "mcd_digits": mcd_digits_generator}
+        if c["backbone"] in digits:
             if c["pretrained"]:
-                raise UserError("domain.pretrained: LeNet has no pretrained weights; use backbone resnet50/resnet101")
-            return lenet_generator(channels, size)
-        if c["backbone"] == "mcd_digits":
-            if c["pretrained"]:
-                raise UserError("domain.pretrained: mcd_digits has no pretrained weights; use backbone resnet50/resnet101")
-            return mcd_digits_generator(channels, size)
+                raise UserError(f"domain.pretrained: {c['backbone']} has no pretrained weights; "
+                                "use backbone resnet50/resnet101")
+            return digits[c["backbone"]](channels, size)
         return resnet_generator(int(c["backbone"][len("resnet"):]), size, c["bottleneck"], c["pretrained"])
 
     def head_factory(self, task):

@@ -7,11 +7,11 @@ from torch import Tensor, nn
 
 
 def classifier(features: int, classes: int, hidden: int, depth: int) -> nn.Sequential:
-    """Dropout, ``depth`` hidden layers (linear, BatchNorm, ReLU; dropout between them), logits:
+    """``depth`` hidden layers (dropout, linear, BatchNorm, ReLU), then the logits:
     MCD's digit classifier and tllib's ``ImageClassifierHead`` have ``depth`` 2."""
     layers: list[nn.Module] = []
     width = features
-    for i in range(depth):
+    for _ in range(depth):
         layers += [nn.Dropout(0.5), nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
         width = hidden
     return nn.Sequential(*layers, nn.Linear(width, classes))
