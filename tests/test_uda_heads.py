@@ -71,8 +71,10 @@ def test_classifiers_have_depth_hidden_layers_each_with_batchnorm(depth):
         assert [(l.in_features, l.out_features) for l in linears] == [(20, 16)] + [(16, 16)] * (depth - 1) + [(16, 5)]
         assert sum(isinstance(m, nn.BatchNorm1d) for m in member) == depth
         assert sum(isinstance(m, nn.Dropout) for m in member) == depth
-    a, b = heads.all(torch.randn(4, 20))
-    assert a.shape == b.shape == (4, 5) and torch.equal(heads(torch.randn(4, 20)).new_zeros(0), a.new_zeros(0))
+    heads.eval()  # no dropout: forward is the first classifier, all() every one of them
+    x = torch.randn(4, 20)
+    a, b = heads.all(x)
+    assert a.shape == b.shape == (4, 5) and torch.equal(heads(x), a) and not torch.equal(a, b)
     assert not torch.equal(heads.members[0][1].weight, heads.members[1][1].weight)  # independent members
 
 
