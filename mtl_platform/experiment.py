@@ -93,5 +93,6 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
                 raise UserError(f"optimizer.lr_mult.{name}: got {factor!r}, expected a number >= 0")
     optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()),
                                 groups)
+    domain.check_optimizers([optimizer])
     scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
     return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)

@@ -232,9 +232,19 @@ def test_mcd_generator_without_momentum_takes_plain_sgd_steps(one_thread):
     assert all("momentum_buffer" not in opt.state.get(p, {}) for p in enc)
 
 
-def test_mcd_generator_without_momentum_refuses_adam(one_thread):
+def test_mcd_generator_without_momentum_refuses_adam_before_any_run_directory(tmp_path, one_thread, capsys):
+    """Refused while the experiment is built: exit 2, one line, and no run directory is left."""
+    from mtl_platform.cli import main
     from mtl_platform.errors import UserError
 
-    exp = experiment(["domain.method.name=mcd", "domain.method.generator_momentum=false", "optimizer.name=adam"])
     with pytest.raises(UserError, match="generator_momentum: false needs optimizer.name: sgd"):
-        exp.domain.train_step(first_batch(exp), exp.model, exp.engine, exp.optimizers)
+        experiment(["domain.method.name=mcd", "domain.method.generator_momentum=false", "optimizer.name=adam"])
+    sets = [*TINY, "domain.method.name=mcd", "domain.method.generator_momentum=false", "optimizer.name=adam",
+            f"output.root={tmp_path / 'runs'}"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(CONFIG), *(a for s in sets for a in ("--set", s))])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("mtl: error: domain.method.generator_momentum: false needs optimizer.name: sgd")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    experiment(["domain.method.name=mcd", "domain.method.generator_momentum=false"])  # sgd: accepted

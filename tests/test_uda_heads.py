@@ -2,8 +2,11 @@
 them: MCD's digit generator (conv-BN, no dropout), classifiers of depth 1 or 2 (MCD's digit
 net and tllib's head have two hidden layers), and MDD's classifier in the adversarial
 classifier's form (tllib: both heads alike)."""
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mtl_platform.errors import UserError
@@ -23,12 +26,12 @@ def test_mcd_digits_generator_has_the_papers_shapes_and_no_dropout():
     assert [tuple(s) if isinstance(s, tuple) else s for s in g.stage_shapes] == [(32, 12, 12), (48, 4, 4), (768,)]
 
 
-def _first_bn_after_a_step(method, batch):
+def _first_bn_after_a_step(method, batch, extra=()):
     """The first BN's running mean after one training step, with conv1 frozen and BN's
     cumulative averaging (momentum None): the mean of conv1's output over every batch the
     step normalised. Also conv1's mean output on the source and on the target batch."""
     quick = ["domain.method.source_steps=0", "domain.method.generator_steps=1"] if method == "dwl" else []
-    exp = experiment([f"domain.method.name={method}", "domain.backbone=mcd_digits", *quick])
+    exp = experiment([f"domain.method.name={method}", "domain.backbone=mcd_digits", *quick, *extra])
     conv, bn = exp.model.encoder.stages[0][0], exp.model.encoder.stages[0][1]
     conv.requires_grad_(False)
     bn.momentum = None
@@ -40,7 +43,7 @@ def _first_bn_after_a_step(method, batch):
     return bn.running_mean, mean_s, mean_t
 
 
-@pytest.mark.parametrize("method", ["dann", "mcd", "mdd", "dwl"])
+@pytest.mark.parametrize("method", ["dann", "mcd", "mcd_joint", "mdd", "dwl"])
 def test_target_batches_reach_the_generators_batchnorm_statistics(method, one_thread):
     """With the BN generator, a method's step normalises target images too, so G's running
     statistics blend the target's in; source only's are the source's alone."""
@@ -48,13 +51,51 @@ def test_target_batches_reach_the_generators_batchnorm_statistics(method, one_th
     torch.manual_seed(0)
     running, mean_s, mean_t = _first_bn_after_a_step("source_only", batch)
     assert torch.allclose(running, mean_s, atol=1e-5)
-    running, mean_s, mean_t = _first_bn_after_a_step(method, batch)
+    joint = ["domain.method.forward=joint"] if method == "mcd_joint" else []
+    running, mean_s, mean_t = _first_bn_after_a_step(method.removesuffix("_joint"), batch, joint)
     d = mean_s - mean_t
     alpha = ((running - mean_t) @ d / (d @ d)).item()  # running = α·source + (1 − α)·target
     assert torch.allclose(running, alpha * mean_s + (1 - alpha) * mean_t, atol=1e-4)
     assert 0.0 <= alpha < 0.9, alpha
-    if method == "dann":  # one forward of the concatenated source and target halves
+    if method in ("dann", "mcd_joint"):  # every forward is the concatenated source and target halves
         assert alpha == pytest.approx(0.5, abs=1e-4)
+    if method == "mcd":  # step A the source alone, B both, C (num_k = 4) the target alone
+        assert alpha == pytest.approx(1.5 / 6, abs=1e-4)
+
+
+@pytest.mark.parametrize("forward", ["separate", "joint"])
+def test_mcd_step_a_loss_by_hand(forward, one_thread, monkeypatch):
+    """Step A is CE(F1(f_s)) + CE(F2(f_s)); with ``forward: joint`` (tllib) G sees both domains
+    at once and the loss adds entropy_weight · [H(F1(f_t)) + H(F2(f_t))]."""
+    from mtl_platform_plugins.domains.uda.methods import mcd as mcd_module
+    from mtl_platform_plugins.domains.uda.methods.classifiers import entropy
+
+    exp = experiment(["domain.method.name=mcd", f"domain.method.forward={forward}",
+                      "domain.method.entropy_weight=0.5", "domain.backbone=mcd_digits"])
+    for m in exp.model.modules():  # no dropout: the hand computation sees the same network
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    xs, ys, xt, progress = batch = first_batch(exp)
+    model = copy.deepcopy(exp.model).train()
+    heads, n = model.heads["classification"], len(xs)
+    if forward == "joint":
+        y1, y2 = heads.all(model.encoder(torch.cat([xs, xt])))
+        expected = (F.cross_entropy(y1[:n], ys) + F.cross_entropy(y2[:n], ys)
+                    + 0.5 * (entropy(y1[n:]) + entropy(y2[n:])))
+    else:
+        y1, y2 = heads.all(model.encoder(xs))
+        expected = F.cross_entropy(y1, ys) + F.cross_entropy(y2, ys)
+    seen = []
+    real = mcd_module.partial_step
+
+    def spy(model, optimizers, loss, *args, **kwargs):
+        seen.append(loss)
+        return real(model, optimizers, loss, *args, **kwargs)
+
+    monkeypatch.setattr(mcd_module, "partial_step", spy)
+    exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers)
+    assert len(seen) == 1 + 1 + 4
+    assert seen[0].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("backbone", ["lenet", "mcd_digits"])

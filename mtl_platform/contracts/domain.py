@@ -111,6 +111,10 @@ class Domain(Configurable):
         """Named groups of ``model``'s parameters that ``optimizer.lr_mult`` may scale (none by default)."""
         return {}
 
+    def check_optimizers(self, optimizers: list) -> None:
+        """Refuse (``UserError``) optimizers this domain's update protocol cannot step. Called
+        when the experiment is built, before a run directory exists; the default accepts any."""
+
     # -- the update protocol --------------------------------------------------------------
     def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:
         inputs, targets = batch

@@ -5,7 +5,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Dataset
 
 from mtl_platform.batches import Batches, batch_indices, to_device
@@ -150,6 +149,10 @@ class UDA(Domain):
             head += list(model.encoder.stages[-1].parameters())
         return {"head": head}
 
+    def check_optimizers(self, optimizers):
+        if "alignment" in self.task_names:
+            self.method.check_optimizers(optimizers)
+
     def train_step(self, batch, model, engine, optimizers):
         """The default protocol, or the method's own (MCD's steps A, B, C)."""
         if "alignment" in self.task_names and hasattr(self.method, "train_step"):
@@ -191,7 +194,5 @@ class UDA(Domain):
         features = self.encoder_factory().out_shape[0] if not hasattr(self, "_features") else self._features
         self._features = features
         if task == "classification":
-            if hasattr(self.method, "classification_head"):  # MCD's two classifiers
-                return self.method.classification_head(features, self.data.num_classes)
-            return nn.Linear(features, self.data.num_classes)
+            return self.method.classification_head(features, self.data.num_classes)
         return self.method.alignment_head(features, self.data.num_classes)

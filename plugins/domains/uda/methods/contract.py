@@ -28,8 +28,16 @@ class UDAMethod(Configurable):
         self.seed = int(seed)
         self.config = params
 
+    def classification_head(self, features: int, num_classes: int) -> nn.Module:
+        """The classifier C (a linear layer unless the method needs more, e.g. MCD's two)."""
+        return nn.Linear(features, num_classes)
+
     def alignment_head(self, features: int, num_classes: int) -> nn.Module:
         return nn.Identity()
+
+    def check_optimizers(self, optimizers: list) -> None:
+        """Refuse (``UserError``) optimizers the method's steps cannot use (the domain's
+        ``check_optimizers``, before the run starts); any by default."""
 
     def losses(self, model: nn.Module, xs: Tensor, ys: Tensor, xt: Tensor, progress: Tensor,
                tasks: list[str]) -> dict[str, Tensor]:

@@ -9,7 +9,7 @@ from mtl_platform.params import Param
 
 from .classifiers import Classifiers, discrepancy, entropy
 from .contract import UDAMethod
-from .partial_step import partial_step
+from .partial_step import check_plain_sgd, partial_step
 
 
 class MCD(UDAMethod):
@@ -23,6 +23,10 @@ class MCD(UDAMethod):
        harmonises: its weights come from the generator's gradients of L_t and L_c, and
        rescale the classifiers' update (GH's code, spec gradients.md §1.7);
     C. G only, ``num_k`` times: minimise the discrepancy on the target.
+
+    ``forward: separate`` (MCD's code) forwards only the source in step A and only the target
+    in step C; ``joint`` (tllib's MCD) forwards both domains in every step, so BatchNorm layers
+    always see mixed batches, and adds step B's target-entropy term to step A.
 
     Task ``alignment`` is L_t and ``classification`` L_c (GH's code orders them the other way:
     set GH++'s ``priority`` to favour classification as it does). The classification head holds
@@ -38,10 +42,17 @@ class MCD(UDAMethod):
         Param("generator_momentum", bool, True, "G steps with the optimizer's momentum (false: plain SGD, "
               "as tllib's MCD; needs sgd)"),
         Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", minimum=0.0),
+        Param("forward", str, "separate", "separate: steps A and C forward one domain (MCD's code); joint: every "
+              "step forwards source and target together and step A adds the target entropy (tllib's MCD)",
+              choices=("separate", "joint")),
     )
 
     def classification_head(self, features, num_classes):
         return Classifiers(features, num_classes, self.config["hidden"], 2, self.config["depth"])
+
+    def check_optimizers(self, optimizers):
+        if not self.config["generator_momentum"]:
+            check_plain_sgd(optimizers)
 
     def losses(self, model, xs, ys, xt, progress, tasks):
         """Step B's pair (what the weighting sees)."""
@@ -64,15 +75,22 @@ class MCD(UDAMethod):
         generator = list(model.encoder.parameters())
         plain = () if self.config["generator_momentum"] else generator
 
-        # A: everything on the source
-        y1, y2 = heads.all(model.encoder(xs))
-        partial_step(model, optimizers, F.cross_entropy(y1, ys) + F.cross_entropy(y2, ys), model.parameters(),
-                     plain=plain)
+        joint, n = self.config["forward"] == "joint", len(xs)
+        # A: everything on the source (joint: plus the target entropy)
+        if joint:
+            step_a = self.losses(model, xs, ys, xt, progress, ("classification",))["classification"]
+        else:
+            y1, y2 = heads.all(model.encoder(xs))
+            step_a = F.cross_entropy(y1, ys) + F.cross_entropy(y2, ys)
+        partial_step(model, optimizers, step_a, model.parameters(), plain=plain)
         # B: the classifiers, on the weighted pair (weights from G's gradients)
         losses = self.losses(model, xs, ys, xt, progress, tasks)
         partial_step(model, optimizers, losses, heads.parameters(), engine, generator)
         # C: the generator, num_k times
         for _ in range(self.config["num_k"]):
-            t1, t2 = heads.all(model.encoder(xt))
+            if joint:
+                t1, t2 = (y[n:] for y in heads.all(model.encoder(torch.cat([xs, xt]))))
+            else:
+                t1, t2 = heads.all(model.encoder(xt))
             partial_step(model, optimizers, discrepancy(t1, t2), generator, plain=plain)
         return {k: v.detach() for k, v in losses.items()}

@@ -42,7 +42,7 @@ class MDD(UDAMethod):
     def classification_head(self, features, num_classes):
         if self.config["classifier"] == "mlp":
             return adversarial_classifier(features, num_classes, self.config["hidden"])
-        return nn.Linear(features, num_classes)
+        return super().classification_head(features, num_classes)
 
     def alignment_head(self, features, num_classes):
         return adversarial_classifier(features, num_classes, self.config["hidden"])

@@ -36,17 +36,22 @@ def partial_step(model: nn.Module, optimizers, loss: Tensor | dict[str, Tensor],
         opt.zero_grad(set_to_none=True)
 
 
+def check_plain_sgd(optimizers) -> None:
+    """Plain SGD steps read each group's lr and weight decay the way ``torch.optim.SGD`` keeps them."""
+    if not all(isinstance(opt, torch.optim.SGD) for opt in optimizers):
+        raise UserError("domain.method.generator_momentum: false needs optimizer.name: sgd (plain SGD steps of G)")
+
+
 @torch.no_grad()
 def plain_step(optimizers, params: list[nn.Parameter]) -> None:
     """A momentum-free SGD step of ``params`` (their gradients are then dropped, so the
     optimisers leave them alone)."""
     if not params:
         return
+    check_plain_sgd(optimizers)
     group_of = {id(p): g for opt in optimizers for g in opt.param_groups for p in g["params"]}
     for p in params:
         group = group_of[id(p)]
-        if "momentum" not in group:
-            raise UserError("domain.method.generator_momentum: false needs optimizer.name: sgd")
         if p.grad is not None:
             p.add_(p.grad + group["weight_decay"] * p, alpha=-group["lr"])
             p.grad = None
