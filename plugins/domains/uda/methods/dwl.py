@@ -12,6 +12,7 @@ from .classifiers import Classifiers, discrepancy, entropy
 from .contract import UDAMethod
 from .discriminator import domain_discriminator, domain_labels
 from .dynamic_weight import DynamicWeight
+from .joint_forward import FORWARD, domain_features
 from .partial_step import partial_step
 
 
@@ -57,7 +58,8 @@ class DWL(UDAMethod):
     G maximises that loss, −0.2·BCE), and H is the Shannon entropy and receives gradient (the
     code's is divided by K and detached). Task ``alignment`` is
     L_align and ``classification`` L_disc, DWL's discriminability. The paper's cross-domain
-    sample re-weighting for class imbalance is not in that code and not here. Needs
+    sample re-weighting for class imbalance is not in that code and not here. ``forward:
+    joint`` forwards both domains in steps 1 and 5 too (``joint_forward.py``). Needs
     ``train.accumulate: 1``.
     """
 
@@ -70,6 +72,7 @@ class DWL(UDAMethod):
         Param("generator_steps", int, 8, "weighted steps of G per iteration (the code's 8)", minimum=1),
         Param("pseudo_label_steps", int, 1, "pseudo-label steps of G and C per iteration", minimum=0),
         Param("hidden", int, 1024, "width of the classifiers and of D", minimum=1),
+        FORWARD,
     )
 
     _iteration: int | None = None
@@ -98,11 +101,12 @@ class DWL(UDAMethod):
             raise UserError("train.accumulate: DWL's steps need 1 (each step updates other parameters)")
         c = self.config
         xs, ys, xt, progress = batch
-        n, both = len(xs), torch.cat([xs, xt])
+        n, both, joint = len(xs), torch.cat([xs, xt]), c["forward"] == "joint"
         heads, adversary = model.heads["classification"], model.heads["alignment"]
         generator, classifier = list(model.encoder.parameters()), list(heads.members[0].parameters())
         for _ in range(c["source_steps"]):  # 1
-            partial_step(model, optimizers, F.cross_entropy(heads(model.encoder(xs)), ys), generator + classifier)
+            fs = domain_features(model, xs, xt, "source", joint)
+            partial_step(model, optimizers, F.cross_entropy(heads(fs), ys), generator + classifier)
         with torch.no_grad():
             f = model.encoder(both)
         partial_step(model, optimizers, c["discriminator_weight"] * domain_bce(adversary(f), n),  # 2
@@ -115,7 +119,7 @@ class DWL(UDAMethod):
             partial_step(model, optimizers, losses, generator, engine, generator)
         k = self.classes(heads)
         for _ in range(c["pseudo_label_steps"]):  # 5
-            logits = heads(model.encoder(xt))
+            logits = heads(domain_features(model, xs, xt, "target", joint))
             h = entropy(logits)
             mu = ((-h.detach()).exp() - 1.0 / k) / (1.0 - 1.0 / k)
             loss = 2 * (mu * F.cross_entropy(logits, logits.detach().argmax(1)) + (1 - mu) * h)

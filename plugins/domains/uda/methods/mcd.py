@@ -9,6 +9,7 @@ from mtl_platform.params import Param
 
 from .classifiers import Classifiers, discrepancy, entropy
 from .contract import UDAMethod
+from .joint_forward import FORWARD, domain_features
 from .partial_step import check_plain_sgd, partial_step
 
 
@@ -42,9 +43,7 @@ class MCD(UDAMethod):
         Param("generator_momentum", bool, True, "G steps with the optimizer's momentum (false: plain SGD, "
               "as tllib's MCD; needs sgd)"),
         Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", minimum=0.0),
-        Param("forward", str, "separate", "separate: steps A and C forward one domain (MCD's code); joint: every "
-              "step forwards source and target together and step A adds the target entropy (tllib's MCD)",
-              choices=("separate", "joint")),
+        FORWARD,  # joint: step A also adds the target entropy, as tllib's MCD does
     )
 
     def classification_head(self, features, num_classes):
@@ -74,8 +73,7 @@ class MCD(UDAMethod):
         heads = model.heads["classification"]
         generator = list(model.encoder.parameters())
         plain = () if self.config["generator_momentum"] else generator
-
-        joint, n = self.config["forward"] == "joint", len(xs)
+        joint = self.config["forward"] == "joint"
         # A: everything on the source (joint: plus the target entropy)
         if joint:
             step_a = self.losses(model, xs, ys, xt, progress, ("classification",))["classification"]
@@ -88,9 +86,6 @@ class MCD(UDAMethod):
         partial_step(model, optimizers, losses, heads.parameters(), engine, generator)
         # C: the generator, num_k times
         for _ in range(self.config["num_k"]):
-            if joint:
-                t1, t2 = (y[n:] for y in heads.all(model.encoder(torch.cat([xs, xt]))))
-            else:
-                t1, t2 = heads.all(model.encoder(xt))
+            t1, t2 = heads.all(domain_features(model, xs, xt, "target", joint))
             partial_step(model, optimizers, discrepancy(t1, t2), generator, plain=plain)
         return {k: v.detach() for k, v in losses.items()}
