@@ -12,7 +12,7 @@ from .classifiers import Classifiers, discrepancy, entropy
 from .contract import UDAMethod
 from .discriminator import domain_discriminator, domain_labels
 from .dynamic_weight import DynamicWeight
-from .joint_forward import FORWARD, domain_features
+from .joint_forward import domain_features, forward_param
 from .partial_step import partial_step
 
 
@@ -72,7 +72,7 @@ class DWL(UDAMethod):
         Param("generator_steps", int, 8, "weighted steps of G per iteration (the code's 8)", minimum=1),
         Param("pseudo_label_steps", int, 1, "pseudo-label steps of G and C per iteration", minimum=0),
         Param("hidden", int, 1024, "width of the classifiers and of D", minimum=1),
-        FORWARD,
+        forward_param(),
     )
 
     _iteration: int | None = None

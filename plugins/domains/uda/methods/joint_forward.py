@@ -12,9 +12,11 @@ from torch import Tensor, nn
 
 from mtl_platform.params import Param
 
-FORWARD = Param("forward", str, "separate", "separate: a one-domain step forwards that domain's batch alone (the "
-                "method's own code); joint: every step forwards source and target together (tllib)",
-                choices=("separate", "joint"))
+def forward_param(joint_also: str = "") -> Param:
+    """The ``forward`` option; ``joint_also`` tells what else ``joint`` changes in a method."""
+    return Param("forward", str, "separate", "separate: a one-domain step forwards that domain's batch alone (the "
+                 f"method's own code); joint: every step forwards source and target together{joint_also} (tllib)",
+                 choices=("separate", "joint"))
 
 
 def domain_features(model: nn.Module, xs: Tensor, xt: Tensor, domain: str, joint: bool) -> Tensor:

@@ -9,7 +9,7 @@ from mtl_platform.params import Param
 
 from .classifiers import Classifiers, discrepancy, entropy
 from .contract import UDAMethod
-from .joint_forward import FORWARD, domain_features
+from .joint_forward import domain_features, forward_param
 from .partial_step import check_plain_sgd, partial_step
 
 
@@ -43,7 +43,7 @@ class MCD(UDAMethod):
         Param("generator_momentum", bool, True, "G steps with the optimizer's momentum (false: plain SGD, "
               "as tllib's MCD; needs sgd)"),
         Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", minimum=0.0),
-        FORWARD,  # joint: step A also adds the target entropy, as tllib's MCD does
+        forward_param(", and step A adds the target entropy"),
     )
 
     def classification_head(self, features, num_classes):
