@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from mtl_platform.params import Param
 
+
 def forward_param(joint_also: str = "") -> Param:
     """The ``forward`` option; ``joint_also`` tells what else ``joint`` changes in a method."""
     return Param("forward", str, "separate", "separate: a one-domain step forwards that domain's batch alone (the "
