@@ -175,5 +175,5 @@ def test_the_engine_computes_gramians_in_full_precision_under_autocast():
         out = model(torch.randn(8, 3))
         assert out["a"].dtype == torch.bfloat16  # the forward really ran in bf16
         GradientEngine(model, spy, ["a", "b"]).backward({"a": out["a"].pow(2).mean(), "b": out["b"].mean()})
-    assert spy.dtypes == (torch.float32, torch.float32)
+    assert spy.dtypes == (torch.float32, torch.float64)  # Gramians are accumulated in float64
     assert model.shared.weight.grad.dtype == torch.float32

@@ -470,7 +470,7 @@ def test_equilibrium_two_tasks_is_averaging():
         for _ in range(3):
             w, g = run(eq_sum, j)
             assert torch.allclose(w, torch.ones(2, dtype=D), atol=1e-12), fam  # g₁ + g₂ = 2ḡ
-            assert torch.allclose(eq_sum.w, torch.ones(2)), fam
+            assert torch.allclose(eq_sum.w, torch.ones(2, dtype=D)), fam
             assert torch.allclose(run(eq_mean, j)[0], torch.full((2,), 0.5, dtype=D), atol=1e-12), fam
 
 

@@ -292,7 +292,7 @@ def test_gradvac_first_step_on_a_conflict_projects_to_the_zero_target():
     assert abs(cos(g1_new, g2)) < 1e-12 and abs(cos(g2_new, g1)) < 1e-12   # cos ≥ target 0
     assert torch.allclose(update, g1_new + g2_new)
     phi = cos(g1, g2)
-    assert torch.allclose(gv.targets[0], torch.tensor([[0.0, 0.01 * phi], [0.01 * phi, 0.0]]).float())
+    assert torch.allclose(gv.targets[0], torch.tensor([[0.0, 0.01 * phi], [0.01 * phi, 0.0]], dtype=D))
 
 
 def test_gradvac_reaches_a_positive_target_cosine_exactly():
@@ -302,10 +302,10 @@ def test_gradvac_reaches_a_positive_target_cosine_exactly():
     gv = GradVac(["a", "b"])
     with torch.no_grad():
         gv.targets.fill_(0.6)
+    target = gv.targets.new_tensor(0.6).item()                      # 0.6 as the float32 buffer holds it
     w, _ = call_weighting(gv, torch.ones(2, dtype=D), jac)
     assert cos(jac[0], jac[1]) < 0.6
     g1_new, g2_new = jac[0] + (w[1] - 1) * jac[1], jac[1] + (w[0] - 1) * jac[0]
-    target = gv.targets.new_tensor(0.6).item()                      # 0.6 as the float32 buffer holds it
     assert cos(g1_new, jac[1]) == pytest.approx(target, abs=1e-10)
     assert cos(g2_new, jac[0]) == pytest.approx(target, abs=1e-10)
     assert w.min() > 1                                              # both pulled towards the other

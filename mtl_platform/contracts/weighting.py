@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from itertools import chain
 
 import torch
 from torch import Tensor, nn
@@ -33,12 +34,23 @@ class Weighting(Configurable, nn.Module):
     the unweighted ∇Σ_t L_t). ``mode`` forces ``"rep"`` or ``"param"`` (None: the config's).
     A weighting may own parameters (then it adds ``aux_loss``, given the same ``computed``)
     and state (buffers, or ``state_dict``/``load_state_dict`` overrides); random draws use
-    torch's global generator, which checkpoints save and restore.
+    torch's global generator, which checkpoints save and restore. Floating-point state follows
+    the working precision (``respond``): a float64 Gramian gets float64 state, and a checkpoint
+    restores the precision it was saved in.
+
+    ``promises`` names the properties the answer always has, which the shared property suite
+    (``tests/test_weighting_properties.py``) checks on families of hard Jacobians for every
+    registered weighting, third-party ones included:
+    - ``"nonnegative"``: task (or per-block) weights are ≥ 0;
+    - ``"no_conflict"``: the combined gradient d has g_iᵀd ≥ 0 for every task i (up to rounding);
+    - ``"min_norm"``: d is the minimum-norm point of the convex hull of the task gradients
+      (weights on the simplex with (Gw)_i ≥ wᵀGw for every i — MGDA's optimality condition).
     """
 
     needs = Needs.LOSSES
     scales_heads = True
     mode: str | None = None
+    promises: tuple[str, ...] = ()
 
     def __init__(self, tasks: list[str], **params):
         nn.Module.__init__(self)
@@ -51,6 +63,30 @@ class Weighting(Configurable, nn.Module):
 
     def weights(self, losses: Tensor, **computed) -> Tensor:
         raise NotImplementedError
+
+    def respond(self, losses: Tensor, **computed) -> Tensor:
+        """What the engine calls: ``weights``, after moving the floating-point state to the working
+        dtype — that of the Gramian or Jacobian computed for it, else of the losses."""
+        like = next((v for v in computed.values() if isinstance(v, Tensor)), losses)
+        self.follow(like.dtype)
+        return self.weights(losses, **computed)
+
+    def follow(self, dtype: torch.dtype) -> None:
+        """Keep every floating-point parameter and buffer in ``dtype`` (a no-op when they are)."""
+        if dtype.is_floating_point and any(t.is_floating_point() and t.dtype != dtype
+                                           for t in chain(self.parameters(), self.buffers())):
+            self.to(dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Adopt the saved precision of floating-point state before copying it, so a resumed run
+        continues bit for bit whatever dtype the fresh weighting started in."""
+        for table in (self._parameters, self._buffers):
+            for name, tensor in table.items():
+                saved = state_dict.get(prefix + name)
+                if (tensor is not None and isinstance(saved, Tensor) and tensor.is_floating_point()
+                        and saved.is_floating_point() and saved.dtype != tensor.dtype):
+                    tensor.data = tensor.data.to(saved.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def aux_loss(self, losses: Tensor, **computed) -> Tensor | None:
         """A loss over the weighting's own parameters only (``losses`` and ``computed`` are detached)."""

@@ -14,6 +14,10 @@ import torch
 from torch import Tensor
 
 from ..contracts.weighting import Needs
+from .solvers import working_dtype
+
+# Columns per float64 chunk of a Gramian: about 32 MiB of float64 per chunk, whatever m is.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def block_slices(sizes: Sequence[int]) -> list[slice]:
@@ -24,17 +28,39 @@ def block_slices(sizes: Sequence[int]) -> list[slice]:
     return out
 
 
+def gramian(jacobian: Tensor) -> Tensor:
+    """``J Jᵀ`` accumulated and returned in float64 (float32 on MPS), whatever J's dtype.
+
+    A Gramian rounded to float32 is not positive semidefinite where it matters most: for
+    near-opposite or near-parallel gradients its entries carry errors of about 1e-7·‖g_i‖‖g_j‖,
+    enough to give wᵀGw < 0 and to turn MGDA's and UPGrad's "no conflict" into a conflict of
+    that size. Products of float32 numbers are exact in float64, so accumulating in float64
+    makes G as accurate as the gradients themselves. The columns are converted in chunks of
+    about 32 MiB, so the extra memory does not grow with P.
+    """
+    dtype = working_dtype(jacobian)
+    if jacobian.dtype == dtype:
+        return jacobian @ jacobian.T
+    m, p = jacobian.shape
+    chunk = max(1, _CHUNK_ELEMENTS // max(m, 1))
+    gram = torch.zeros(m, m, dtype=dtype, device=jacobian.device)
+    for start in range(0, p, chunk):
+        part = jacobian[:, start:start + chunk].to(dtype)
+        gram.addmm_(part, part.T)
+    return gram
+
+
 def needed(needs: Needs, jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> dict[str, Tensor]:
-    """What a weighting declared, computed from the (m × P) Jacobian."""
+    """What a weighting declared, computed from the (m × P) Jacobian; Gramians in float64 (``gramian``)."""
     if needs is Needs.LOSSES:
         return {}
     if needs is Needs.GRAMIAN:
-        return {"gram": jacobian @ jacobian.T}
+        return {"gram": gramian(jacobian)}
     if needs is Needs.JACOBIAN:
         return {"jacobian": jacobian}
     if needs is Needs.BLOCK_GRAMIANS:
         sizes = block_sizes or [jacobian.shape[1]]
-        return {"block_grams": torch.stack([jacobian[:, s] @ jacobian[:, s].T for s in block_slices(sizes)])}
+        return {"block_grams": torch.stack([gramian(jacobian[:, s]) for s in block_slices(sizes)])}
     raise ValueError(f"unknown needs {needs!r}")
 
 
@@ -73,5 +99,5 @@ def call_weighting(weighting, losses: Tensor, jacobian: Tensor, block_sizes: Seq
     The reference semantics of the engine, used by the property tests.
     """
     computed = needed(weighting.needs, jacobian, block_sizes)
-    out = weighting.weights(losses, **computed).detach()
+    out = weighting.respond(losses, **computed).detach()
     return out, combined_gradient(out, jacobian, block_sizes, weighting.needs)

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
-from .combine import combined_gradient, form, needed
+from .combine import combined_gradient, form, gramian, needed
 from .jacobian import task_jacobian
 
 MODES = ("param", "rep")
@@ -156,7 +156,7 @@ class GradientEngine:
             self.last_weights = answer
             return answer
         if weighting.needs is Needs.LOSSES:
-            answer = weighting.weights(detached).detach()
+            answer = weighting.respond(detached).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
             if diagnose and self.shared():
                 self.record(answer, self._jacobian(vector, amp, self.shared()))
@@ -183,7 +183,7 @@ class GradientEngine:
             z = self.model.rep
             jac = self._jacobian(vector, amp, [z])
             computed = needed(weighting.needs, jac)
-            answer = weighting.weights(vector.detach(), **computed).detach()
+            answer = weighting.respond(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, needs=weighting.needs)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
             injected = ((combined - coeff @ jac) * apply).view_as(z)
@@ -197,7 +197,7 @@ class GradientEngine:
             jac, rest = full[:, :n], full[:, n:]
             sizes = self.block_sizes()
             computed = needed(weighting.needs, jac, sizes)
-            answer = weighting.weights(vector.detach(), **computed).detach()
+            answer = weighting.respond(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, sizes, weighting.needs)
             coeff = self._coefficients(weighting, answer, m, n, len(sizes), vector)
             _scatter(space, combined * apply)
@@ -206,7 +206,7 @@ class GradientEngine:
             space = [p for p in params if p.requires_grad]
             jac = self._jacobian(vector, amp, space)
             computed = needed(weighting.needs, jac)
-            answer = weighting.weights(vector.detach(), **computed).detach()
+            answer = weighting.respond(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, needs=weighting.needs)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
             (coeff * vector * apply).sum().backward()
@@ -250,10 +250,12 @@ class GradientEngine:
     def record(self, answer: Tensor, jac: Tensor) -> None:
         """Keep this step's conflict fraction, gradient norms, pairwise cosines and task weights
         as one flat tensor on the device (NaN weights where the answer is not task weights)."""
-        gram = jac @ jac.T
+        gram = gramian(jac)
         m = gram.shape[0]
         norms = gram.diagonal().clamp_min(0).sqrt()
-        cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)
+        scale = norms[:, None] * norms[None, :]
+        cos = torch.where(scale > 0, gram / scale.clamp_min(torch.finfo(gram.dtype).tiny),
+                          torch.zeros_like(gram)).clamp(-1.0, 1.0)  # a zero gradient has cosine 0
         upper = torch.triu_indices(m, m, offset=1, device=gram.device)
         pairs = cos[upper[0], upper[1]]
         conflict = (pairs < 0).sum(dtype=gram.dtype).reshape(1) / max(pairs.numel(), 1)

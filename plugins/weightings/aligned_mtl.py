@@ -13,29 +13,42 @@ SCALES = ("min", "median", "rmse")
 def alignment_matrix(gram, eps=None, scale="min"):
     """B (m × m) with ``B G B = σ² P_R``: the rows of ``B J`` are orthogonal with equal norm σ.
 
-    ``G = V Λ Vᵀ`` (``torch.linalg.eigh``, float64); eigenvalues ≤ ``eps · λ_max`` (null:
-    m · machine epsilon of ``gram``'s dtype, LibMTL's rank rule) are treated as 0; with R the
-    kept ones, ``B = σ V_R Λ_R^{-1/2} V_Rᵀ`` and σ² = the smallest kept eigenvalue (``min``,
-    the paper), their median (``median``) or mean (``rmse``). All gradients zero: B = 0.
+    ``B = σ U_R S_R⁻¹ U_Rᵀ`` with ``J = U S Vᵀ`` (so ``B = σ G^{-1/2}`` on the kept span R), from
+    the Gramian alone and without squaring its condition number: the cosine matrix
+    ``K = G/(‖g‖‖g‖ᵀ)`` is factored by ``eigh`` (eigenvalues ≤ ``eps · λ_max(K)`` are treated as
+    0; null: m · float64 machine epsilon), ``K = F Fᵀ``, and the SVD of ``M = diag(‖g‖) F``
+    (``M Mᵀ = G``) gives U and the singular values S of J. So the rank is decided on directions
+    alone, whatever the norms: a task whose gradient is 1e-12 times another's still counts (an
+    ``eigh`` of G itself cannot resolve eigenvalue ratios beyond 1/eps and would drop it). σ² is
+    the smallest kept S² (``min``, the paper), their median (``median``) or mean (``rmse``). A
+    zero gradient is no direction; all gradients zero: B = 0.
     """
     out_dtype = gram.dtype
-    m = gram.shape[0]
-    rel = m * torch.finfo(out_dtype).eps if eps is None else float(eps)
     g = gram.to(working_dtype(gram))
     g = 0.5 * (g + g.T)
-    lam, vec = torch.linalg.eigh(g)
-    keep = lam > rel * lam.amax().clamp_min(0)
-    kept = torch.where(keep, lam, torch.zeros_like(lam))
-    inv_sqrt = torch.where(keep, kept.clamp_min(torch.finfo(g.dtype).tiny).rsqrt(), torch.zeros_like(lam))
+    m = g.shape[0]
+    rel = m * torch.finfo(g.dtype).eps if eps is None else float(eps)
+    diag = torch.diagonal(g).clamp_min(0)
+    alive = diag > diag.amax() * 1e-30
+    norms = torch.where(alive, diag, torch.ones_like(diag)).sqrt()
+    both = alive[:, None] & alive[None, :]
+    cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), torch.zeros_like(g))
+    lam, vec = torch.linalg.eigh(cosines)
+    kept_k = lam > rel * lam.amax().clamp_min(0)
+    factor = vec * torch.where(kept_k, lam, torch.zeros_like(lam)).sqrt()
+    left, sing, _ = torch.linalg.svd(torch.where(alive, norms, torch.zeros_like(norms))[:, None] * factor)
+    keep = torch.arange(m, device=g.device) < kept_k.sum()           # S is sorted: the rank of F comes first
+    inv = torch.where(keep, 1.0 / torch.where(keep, sing, torch.ones_like(sing)), torch.zeros_like(sing))
+    squares = sing * sing
     count = keep.sum().clamp_min(1)
     if scale == "min":
-        sigma2 = torch.where(keep, lam, torch.full_like(lam, float("inf"))).amin()
+        sigma2 = torch.where(keep, squares, torch.full_like(squares, float("inf"))).amin()
     elif scale == "median":
-        sigma2 = torch.where(keep, lam, torch.full_like(lam, float("nan"))).nanmedian()
+        sigma2 = torch.where(keep, squares, torch.full_like(squares, float("nan"))).nanmedian()
     else:
-        sigma2 = kept.sum() / count
+        sigma2 = torch.where(keep, squares, torch.zeros_like(squares)).sum() / count
     sigma2 = torch.where(keep.any(), sigma2, torch.zeros_like(sigma2))
-    b = sigma2.sqrt() * (vec * inv_sqrt) @ vec.T
+    b = sigma2.sqrt() * (left * inv) @ left.T
     return b.to(out_dtype)
 
 
@@ -53,10 +66,14 @@ class AlignedMTL(Weighting):
 
     - ``preferences`` (p): null means 1 for every task (LibMTL's choice, the same scale as EW);
       otherwise one float per task.
-    - ``eps``: rank-deficient G (linearly dependent gradients) — eigenvalues ≤ eps · λ_max are
-      dropped (null: m · machine epsilon of the Gramian's dtype, LibMTL's rule); σ_min is then
-      the smallest *kept* eigenvalue, and B projects onto the span of the kept eigenvectors,
-      so nothing is divided by a vanishing eigenvalue and there is no NaN.
+    - ``eps``: rank-deficient G (linearly dependent gradients) — LibMTL drops eigenvalues of G
+      below m · machine epsilon · λ_max. Here the same rule is applied to the cosine matrix
+      K = G/(‖g‖‖g‖ᵀ), so that it judges directions, not norms (on G it also dropped a task
+      whose gradient is ~1e-8 times smaller than another's: with norms spread over 1e-6…1e6
+      the update came out 1e12 times too large, ``tests/test_weighting_references.py``); null:
+      m · float64 machine epsilon. σ_min is then the smallest *kept* singular value, and B
+      projects onto the kept span, so nothing is divided by a vanishing eigenvalue and there
+      is no NaN (``alignment_matrix``).
     - ``scale``: σ² is the smallest kept eigenvalue (``min``, the paper), or their median or
       mean (``median``, ``rmse``: the official code's alternative scale modes).
 
@@ -71,7 +88,8 @@ class AlignedMTL(Weighting):
     params = (
         Param("preferences", list, None, "task preferences p, one per task (null: all 1)", item=float,
               optional=True),
-        Param("eps", float, None, "relative eigenvalue floor (null: m·dtype eps)", optional=True, minimum=0.0),
+        Param("eps", float, None, "relative eigenvalue floor of the cosine matrix (null: m·float64 eps)",
+              optional=True, minimum=0.0),
         Param("scale", str, "min", "σ²: smallest kept eigenvalue (paper), their median, or mean", choices=SCALES),
     )
 

@@ -78,6 +78,7 @@ class CAGrad(Weighting):
     name = "cagrad"
     needs = Needs.GRAMIAN
     scales_heads = False
+    promises = ("nonnegative",)
     params = (
         Param("c", float, 0.4, "radius of the ball around the mean gradient, relative to its norm", minimum=0.0),
         Param("rescale", int, 1, "0: d; 1: d/(1+c²) (official default); 2: d/(1+c)", choices=(0, 1, 2)),

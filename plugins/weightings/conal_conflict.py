@@ -25,6 +25,7 @@ class ConalConflict(Weighting):
     name = "conal_conflict"
     needs = Needs.BLOCK_GRAMIANS
     scales_heads = False
+    promises = ("nonnegative",)
 
     def weights(self, losses, block_grams=None, **computed):
         if block_grams is None:

@@ -23,6 +23,7 @@ class ConalProConflict(Weighting):
     name = "conal_pro_conflict"
     needs = Needs.BLOCK_GRAMIANS
     scales_heads = False
+    promises = ("nonnegative",)
 
     def weights(self, losses, block_grams=None, **computed):
         if block_grams is None:

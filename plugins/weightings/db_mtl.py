@@ -7,6 +7,20 @@ from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
 
+def rescaled_sum(ema):
+    """Σ_t (max_s ‖ĝ_s‖ / ‖ĝ_t‖) ĝ_t, with a zero ĝ_t contributing nothing.
+
+    Each row is first divided by its own norm (entries stay ≤ 1 in magnitude: no overflow however
+    small the norm) and then multiplied by the largest norm, which is itself a row's norm (so
+    finite). Norms are taken in float64, so squares neither overflow nor underflow in float32.
+    """
+    norms = torch.linalg.vector_norm(ema, dim=1, dtype=torch.float64)
+    alive = norms > 0
+    unit = ema / torch.where(alive, norms, torch.ones_like(norms)).to(ema.dtype).unsqueeze(1)
+    unit = torch.where(alive.unsqueeze(1), unit, torch.zeros_like(unit))
+    return unit.sum(0) * norms.max().to(ema.dtype)
+
+
 class DBMTL(Weighting):
     """DB-MTL: log-loss gradients, smoothed by an EMA, rescaled to the largest task's norm.
 
@@ -33,7 +47,9 @@ class DBMTL(Weighting):
 
     When every task has the same log-gradient g at every step, the update is m·ĝ with
     ĝ = (1 − β^k)·g after k steps (constant β), i.e. it tends to m times the common
-    log-gradient. A task whose EMA is exactly zero contributes nothing. A gradient method:
+    log-gradient. A task whose EMA is exactly zero contributes nothing, in float32 and float64
+    alike (``rescaled_sum``), and so does a task with L_t + ε ≤ 0 (its log is undefined; the
+    method assumes L_t ≥ 0). A gradient method:
     parameters outside the gradient space get ∇ Σ_t L_t.
     """
 
@@ -62,13 +78,13 @@ class DBMTL(Weighting):
             self.steps = torch.zeros_like(self.steps)
         self.steps = self.steps + 1
         rate = self.beta / self.steps.to(jac.dtype).pow(self.sigma)
-        scale = (losses.detach().to(jac) + self.eps).clamp_min(torch.finfo(jac.dtype).tiny)
-        log_grads = jac / scale.unsqueeze(1)
+        scale = losses.detach().to(jac) + self.eps
+        has_log = (scale > 0).unsqueeze(1)  # L_t + ε ≤ 0 has no log: the task contributes nothing
+        log_grads = torch.where(has_log, jac / torch.where(has_log, scale.unsqueeze(1), torch.ones_like(jac[:, :1])),
+                                torch.zeros_like(jac))
         ema = rate * self.grad_ema.to(jac) + (1 - rate) * log_grads
         self.grad_ema = ema
-        norms = ema.norm(dim=1)
-        factor = norms.max() / norms.clamp_min(torch.finfo(jac.dtype).tiny)
-        return (factor.unsqueeze(1) * ema).sum(0)
+        return rescaled_sum(ema)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "grad_ema")

@@ -14,6 +14,7 @@ class DWA(Weighting):
     """
 
     name = "dwa"
+    promises = ("nonnegative",)
     params = (Param("T", float, 2.0, "softmax temperature", minimum=1e-8),)
 
     def __init__(self, tasks, T=2.0, **params):

@@ -7,6 +7,7 @@ class EW(Weighting):
     """Equal weighting: w_t = 1, i.e. minimise Σ_t L_t."""
 
     name = "ew"
+    promises = ("nonnegative",)
 
     def weights(self, losses, **computed):
         return self.equal(losses)

@@ -37,6 +37,7 @@ class FAMO(Weighting):
 
     name = "famo"
     scales_heads = True
+    promises = ("nonnegative",)
     params = (
         Param("w_lr", float, 0.025, "learning rate β of the logits ξ", minimum=0.0),
         Param("gamma", float, 1e-3, "decay γ of the logits (L2 term of their update)", minimum=0.0),

@@ -18,6 +18,7 @@ class Fixed(Weighting):
     """
 
     name = "fixed"
+    promises = ("nonnegative",)
     params = (Param("weights", dict, None, "task → weight (null: the task weights an architecture "
                     "search learned)", optional=True),)
 

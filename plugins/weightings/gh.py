@@ -53,6 +53,7 @@ class GH(Weighting):
     name = "gh"
     needs = Needs.GRAMIAN
     scales_heads = True
+    promises = ("nonnegative",)
     params = (Param("eps", float, 0.0, "guard added to ‖g_k‖², times the mean ‖g‖² (0: exact definition)", minimum=0.0),)
 
     def __init__(self, tasks, eps=0.0, **params):

@@ -92,6 +92,7 @@ class GHPlusPlus(Weighting):
     name = "gh_plus_plus"
     needs = Needs.GRAMIAN
     scales_heads = True
+    promises = ("nonnegative",)  # the paper's form with λ ≥ 1/3, or clamped: see __init__
     params = (
         Param("lam", float, 0.5, "λ ∈ [0, 1]: the share of the angle φ = θ−π/2 given to the prior task", minimum=0.0),
         Param("priority", str, None, "task that comes first (up-weighted); null: the listed order", optional=True),
@@ -110,6 +111,8 @@ class GHPlusPlus(Weighting):
         self.priority = priority
         self.rotate = bool(rotate)
         self.clamp_nonnegative = bool(clamp_nonnegative)
+        if not self.clamp_nonnegative and (self.rotate or self.lam < 1 / 3):
+            self.promises = ()
         self.register_buffer("rank", order_rank(self.tasks, priority, "cpu"), persistent=False)
 
     def weights(self, losses, gram=None, **computed):

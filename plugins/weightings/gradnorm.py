@@ -43,6 +43,7 @@ class GradNorm(Weighting):
     name = "gradnorm"
     needs = Needs.GRAMIAN
     scales_heads = True
+    promises = ("nonnegative",)
     params = (Param("alpha", float, 1.5, "asymmetry α: how strongly slow tasks are pulled up", minimum=0.0),)
 
     def __init__(self, tasks, alpha=1.5, **params):
@@ -61,7 +62,7 @@ class GradNorm(Weighting):
     def weights(self, losses, gram=None, **computed):
         self._record_initial(losses)
         w = self.task_weights.detach().clamp_min(EPS)
-        return (self.num_tasks * w / w.sum()).to(losses.dtype)
+        return self.num_tasks * w / w.sum()
 
     def aux_loss(self, losses, gram, **computed):
         self._record_initial(losses)

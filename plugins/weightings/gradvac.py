@@ -52,6 +52,7 @@ class GradVac(Weighting):
     name = "gradvac"
     needs = Needs.GRAMIAN
     scales_heads = False
+    promises = ("nonnegative",)
     params = (
         Param("beta", float, 0.01, "EMA rate β of the target cosines φ̂ (0 ≤ β ≤ 1)", minimum=0.0),
         Param("per_block", bool, False, "one set of targets per parameter block (per-layer form; "

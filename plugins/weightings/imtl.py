@@ -27,10 +27,15 @@ def imtl_weights(gram, rcond=None):
     k = torch.where(nonzero[:, None] & nonzero[None, :], g / (n[:, None] * n[None, :]), torch.zeros_like(g))
     ones = nonzero.to(g.dtype)
     z = torch.linalg.pinv(k, rtol=rtol, hermitian=True) @ ones
-    beta = z / n
+    rounding = 64 * m * torch.finfo(g.dtype).eps
+    # 1 has no component in the range of K beyond rounding: no direction has a nonzero common
+    # projection, and z is rounding noise that the normalisation below would blow up
+    reachable = torch.linalg.vector_norm(k @ z) > rounding * ones.sum().sqrt()
+    beta = torch.where(reachable, z, torch.zeros_like(z)) / n
     total = beta.sum()
-    sign = torch.where(total < 0, -1.0, 1.0).to(total)
-    return (beta / (sign * total.abs().clamp_min(tiny))).to(out_dtype)
+    defined = total.abs() > rounding * beta.abs().sum()      # Σ(z/n) is not a cancellation to rounding
+    alpha = torch.where(defined, beta / torch.where(defined, total, torch.ones_like(total)), torch.zeros_like(beta))
+    return alpha.to(out_dtype)
 
 
 class IMTL(Weighting):
@@ -51,7 +56,11 @@ class IMTL(Weighting):
     α = 1/m each and d = g; identical directions g_t = c_t u give α_t ∝ 1/c_t and
     d = (harmonic mean of the c_t) · u; a zero gradient gets weight 0 and is ignored.
     The common projection d·u_t = 1/Σ(z/n) can be negative for strongly conflicting
-    gradients (the paper's α has the same property); α is not constrained to be ≥ 0.
+    gradients (the paper's α has the same property); α is not constrained to be ≥ 0. Where the
+    conditions leave no direction with a nonzero common projection — 1 has no component in the
+    range of K (e.g. an even number of exactly opposite gradients) or Σ(z/n) cancels to within
+    rounding — the common projection 1/Σ(z/n) is unbounded and α is 0: the update is d = 0,
+    the one solution with equal (zero) projections, instead of rounding noise scaled by 1/0.
 
     Only the gradient part (IMTL-G) is implemented; the paper's loss part (IMTL-L, learned
     loss scales) is a separate loss weighting. A gradient method (DESIGN.md §3.2): the heads

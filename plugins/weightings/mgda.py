@@ -52,6 +52,7 @@ class MGDA(Weighting):
     name = "mgda"
     needs = Needs.GRAMIAN
     scales_heads = False
+    promises = ("nonnegative", "no_conflict", "min_norm")  # per instance: see __init__
     params = (
         Param("normalization", str, "none", "scale each g_t before solving", choices=NORMALIZATIONS),
         Param("weights_on", str, "normalized", "apply the solution to the normalised or the raw gradients",
@@ -77,6 +78,8 @@ class MGDA(Weighting):
         self.tol = float(tol)
         self.eps = float(eps)
         self.ub = bool(ub)
+        if normalization != "none":  # the min-norm point of the *normalised* gradients
+            self.promises = ("nonnegative", "no_conflict") if weights_on == "normalized" else ("nonnegative",)
         if self.ub:
             self.mode = "rep"
         self.register_buffer("solver_gap", torch.zeros(()), persistent=False)

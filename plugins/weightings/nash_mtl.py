@@ -27,12 +27,17 @@ class NashMTL(Weighting):
     scale, so the α here are on the same scale (α_t ∝ 1/‖g_t‖: scaling g_i by s scales α_i by
     1/s and leaves the others and d unchanged).
 
-    - ``eps``: a ridge ``eps · mean_t ‖g_t‖²`` added to the diagonal of G before solving. With
-      some nonnegative combination of the gradients equal to 0 (a zero gradient, exactly
+    - ``eps``: a scale-invariant ridge, ``G + eps · diag(G)``: the system is solved on the cosine
+      matrix K = G/(‖g‖‖g‖ᵀ) + eps·I in β_t = α_t‖g_t‖, so the regulariser bends every task by
+      the same relative amount, however different the gradient norms (a ridge relative to the
+      *mean* ‖g_t‖² swamps the small tasks: at norms spread over 1e-3…1e3 it turned the update
+      by up to 70°, ``tests/test_weightings_solvers.py`` checks the direction against the exact
+      solution). With some nonnegative combination of the gradients equal to 0 (exactly
       opposite gradients — Pareto stationarity) ``Gα = 1/α`` has no solution (α → ∞); the
-      ridge makes one exist, with α of order eps^{-1/2}/‖g‖. Close to that regime the solve may
-      not finish within ``optim_niter``: the residual max_i |α_i(Gα)_i − 1| of the last solve
-      is kept in the non-persistent buffer ``residual`` for logging.
+      ridge makes one exist, with β of order eps^{-1/2}. A zero gradient takes no part: its
+      α_t is 0. Close to stationarity the solve may not finish within ``optim_niter``: the
+      residual max_t |β_t(Kβ)_t − 1| of the last solve (ridge included) is kept in the
+      non-persistent buffer ``residual`` for logging.
     - ``max_norm`` (default 1.0, 0 = off): the authors (and LibMTL) call
       ``clip_grad_norm_(shared_parameters, max_norm)`` after the backward of Σ α_t L_t, so the
       shared-parameter update has norm ≤ max_norm. Here the same clip is expressed through the
@@ -53,12 +58,13 @@ class NashMTL(Weighting):
     name = "nash_mtl"
     needs = Needs.GRAMIAN
     scales_heads = False
+    promises = ("nonnegative",)
     params = (
         Param("update_weights_every", int, 1, "recompute α every k-th step, reuse it in between", minimum=1),
         Param("optim_niter", int, 20, "damped-Newton steps per solve", minimum=1),
         Param("max_norm", float, 1.0, "clip the update's norm to this (0: off), as the authors' clip_grad_norm_",
               minimum=0.0),
-        Param("eps", float, 1e-8, "ridge on G, relative to the mean ‖g_t‖²", minimum=0.0),
+        Param("eps", float, 1e-8, "ridge on G, relative to each task's ‖g_t‖² (G + eps·diag G)", minimum=0.0),
     )
 
     def __init__(self, tasks, update_weights_every=1, optim_niter=20, max_norm=1.0, eps=1e-8, **params):
@@ -79,19 +85,30 @@ class NashMTL(Weighting):
         self.calls = int(state["calls"])
 
     def solve(self, gram):
-        """The bargaining α (m,) for ``gram``, warm-started from the stored α."""
+        """The bargaining α (m,) for ``gram``, warm-started from the stored α.
+
+        Solved in the scale-free variables β_t = α_t‖g_t‖ on the cosine matrix K = G/(‖g‖‖g‖ᵀ),
+        where ``Kβ = 1/β`` is the same system (Nash bargaining is equivariant to rescaling a
+        task), with the ridge ``eps`` added to K's unit diagonal; a task with a zero gradient gets
+        α_t = 0 and is left out of the bargaining.
+        """
         g = gram.to(working_dtype(gram))
         g = 0.5 * (g + g.T)
         m = g.shape[0]
         diag = torch.diagonal(g).clamp_min(0)
-        ridge = self.eps * diag.mean() + torch.finfo(g.dtype).tiny
-        reg = g + ridge * torch.eye(m, dtype=g.dtype, device=g.device)
-        fresh = (diag + ridge).rsqrt()
-        previous = self.alpha.to(fresh).clamp_min(torch.finfo(g.dtype).tiny)
+        alive = diag > diag.amax() * 1e-30
+        norms = torch.where(alive, diag, torch.ones_like(diag)).sqrt()
+        eye = torch.eye(m, dtype=g.dtype, device=g.device)
+        both = alive[:, None] & alive[None, :]
+        cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), eye)
+        reg = cosines + self.eps * eye
+        fresh = torch.full_like(diag, (1.0 + self.eps) ** -0.5)          # exact for orthogonal gradients
+        previous = (self.alpha.to(g) * norms).clamp_min(torch.finfo(g.dtype).tiny)
         start = torch.where(bargaining_objective(reg, previous) < bargaining_objective(reg, fresh), previous, fresh)
-        alpha = nash_bargaining(reg, start, self.optim_niter)
+        beta = nash_bargaining(reg, start, self.optim_niter)
+        alpha = torch.where(alive, beta / norms, torch.zeros_like(beta))
         with torch.no_grad():
-            self.residual = bargaining_residual(reg, alpha).to(self.residual)
+            self.residual = bargaining_residual(reg, beta).to(self.residual)
             self.alpha = alpha.to(self.alpha)
         return alpha
 

@@ -45,6 +45,7 @@ class PCGrad(Weighting):
     name = "pcgrad"
     needs = Needs.GRAMIAN
     scales_heads = False
+    promises = ("nonnegative",)
     params = (
         Param("shuffle", bool, True, "random order of the other tasks (torch's global RNG); false: index order"),
         Param("eps", float, 0.0, "skip g_j with ‖g_j‖² ≤ eps·mean ‖g‖² (0: exact definition)", minimum=0.0),

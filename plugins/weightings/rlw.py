@@ -41,6 +41,7 @@ class RLW(Weighting):
 
     name = "rlw"
     scales_heads = True
+    promises = ("nonnegative",)
     params = (
         Param("distribution", str, "normal", "distribution of the random weights",
               choices=DISTRIBUTIONS),

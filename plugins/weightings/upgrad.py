@@ -38,6 +38,7 @@ class UPGrad(Weighting):
     name = "upgrad"
     needs = Needs.GRAMIAN
     scales_heads = False
+    promises = ("nonnegative", "no_conflict")
     params = (
         Param("iterations", int, None, "active-set steps of the QP solver (null: 2m+4)", optional=True, minimum=1),
         Param("tol", float, 1e-12, "relative tolerance of the QP solver", minimum=0.0),

@@ -16,6 +16,7 @@ class UW(Weighting):
     """
 
     name = "uw"
+    promises = ("nonnegative",)
     params = (Param("init", float, 0.0, "initial log-variance s_t of every task"),)
 
     def __init__(self, tasks, init=0.0, **params):
