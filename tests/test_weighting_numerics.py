@@ -14,6 +14,7 @@ from mtl_platform_plugins.weightings.db_mtl import DBMTL
 from mtl_platform_plugins.weightings.equilibrium import Equilibrium
 from mtl_platform_plugins.weightings.imtl import IMTL
 from mtl_platform_plugins.weightings.mgda import MGDA
+from mtl_platform_plugins.weightings.uw import UW
 
 from conftest import weighting_args
 
@@ -111,3 +112,13 @@ def test_diagnostics_report_the_true_cosine_of_tiny_gradients():
     row = engine.pop_diagnostics()[0]
     assert abs(row["cos"]["a|b"] - 0.6) < 1e-6
     assert row["cos"]["a|c"] == 0.0 and row["cos"]["b|c"] == 0.0
+
+
+def test_uw_weight_of_a_long_solved_task_stays_finite():
+    """s_t falls without bound while L_t = 0; e^{−s} overflowed float32 at s < −88.7."""
+    uw = UW(["a", "b"])
+    with torch.no_grad():
+        uw.log_var.fill_(-100.0)
+    w = uw.respond(torch.tensor([0.0, 1.0]))
+    assert torch.isfinite(w).all() and w[0] > 1e38
+    assert torch.isfinite((w * torch.tensor([0.0, 1e-30])).sum())

@@ -147,6 +147,28 @@ def test_hard_jacobians_give_finite_answers_that_keep_their_promises(name, kind)
                 assert not broken, f"{where}: {broken}"
 
 
+LOSS_FAMILIES = {"zero": 0.0, "tiny": 1e-30, "huge": 1e30, "mixed": None}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("losses", list(LOSS_FAMILIES))
+def test_extreme_losses_give_finite_answers(name, losses):
+    """Losses at 0 (a solved task), 1e-30 and 1e30, and all three at once, for loss-based
+    weightings (log-losses, loss ratios, 1/L): finite answers that keep their promises."""
+    for dtype in DTYPES:
+        for m in (2, 3, 6):
+            value = LOSS_FAMILIES[losses]
+            vector = (torch.full((m,), value, dtype=dtype) if value is not None
+                      else torch.tensor([0.0, 1e-30, 1e30, 1.0, 0.0, 2.0][:m], dtype=dtype))
+            weighting = make(name, m)
+            for call_no in range(2):
+                jac = hard_jacobian("random", m, dtype, seed=call_no)
+                answer, combined, sizes = call(weighting, jac, losses=vector)
+                where = f"{name} with {losses} losses, m={m}, {dtype}, call {call_no + 1}"
+                assert torch.isfinite(answer).all() and torch.isfinite(combined).all(), f"{where}: {answer}"
+                assert not broken_promises(weighting, answer, jac, sizes), where
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_agreeing_gradients_give_a_positive_multiple_of_the_common_gradient(name):
     for m in (1, 2, 4):

@@ -12,7 +12,8 @@ class UW(Weighting):
 
     The model receives ∇ Σ_t w_t L_t with w_t = ½e^{−s_t} (detached); the s_t are learned
     through the auxiliary loss Σ_t ½e^{−s_t} L_t + ½ s_t over the detached losses, whose
-    minimiser is s_t = log L_t.
+    minimiser is s_t = log L_t. The weight is capped at the dtype's largest finite number, which
+    only a task whose loss has stayed at 0 for a long time can reach.
     """
 
     name = "uw"
@@ -24,7 +25,8 @@ class UW(Weighting):
         self.log_var = nn.Parameter(torch.full((len(self.tasks),), float(init)))
 
     def weights(self, losses, **computed):
-        return 0.5 * torch.exp(-self.log_var)
+        # a solved task (L_t → 0) drives s_t → −∞; e^{−s_t} would overflow to ∞ (and ∞·0 = NaN)
+        return 0.5 * torch.exp(-self.log_var).clamp(max=torch.finfo(self.log_var.dtype).max)
 
     def aux_loss(self, losses, **computed):
         return (0.5 * torch.exp(-self.log_var) * losses + 0.5 * self.log_var).sum()
