@@ -173,12 +173,13 @@ def third_party_installed(tmp_path, monkeypatch):
 
 def test_registries_of_tests_are_hermetic(third_party_installed):
     """With a third-party plugin installed, ``builtin_only=True`` neither imports nor registers
-    it, and the tests of this file (and the generated docs) still pass; a plain ``load()``
-    does see its components."""
+    it, and the tests of this file (and the declared-range walk, and the generated docs)
+    still pass; a plain ``load()`` does see its components."""
     import inspect
     import sys
     from pathlib import Path
 
+    import test_param_bounds
     from mtl_platform.reference import MARK, PAGES
 
     root = Path(__file__).resolve().parents[1]
@@ -193,6 +194,8 @@ def test_registries_of_tests_are_hermetic(third_party_installed):
             test()
     for name, match in [("weighting:dwx", "did you mean 'weighting:dwa'"), ("fake_mtl_plugin", "no plugin named")]:
         test_disabling_something_unknown_is_an_error(name, match)
+    cases = test_param_bounds.numeric_cases(builtin)
+    test_param_bounds.test_every_numeric_parameter_declares_its_range(cases)
     for page, make in PAGES.items():
         assert (root / page).read_text().split(MARK, 1)[1] == make(), page
 

@@ -70,8 +70,8 @@ class AlignedMTL(Weighting):
     scales_heads = False
     params = (
         Param("preferences", list, None, "task preferences p, one per task (null: all 1)", item=float,
-              optional=True),
-        Param("eps", float, None, "relative eigenvalue floor (null: m·dtype eps)", optional=True, minimum=0.0),
+              optional=True, bounds="[0, inf)"),
+        Param("eps", float, None, "relative eigenvalue floor (null: m·dtype eps)", optional=True, bounds="[0, inf)"),
         Param("scale", str, "min", "σ²: smallest kept eigenvalue (paper), their median, or mean", choices=SCALES),
     )
 
