@@ -16,7 +16,7 @@ import yaml
 
 from . import __version__
 from .errors import UserError
-from .params import Param, did_you_mean, resolve_params
+from .params import SEED_BOUNDS, Param, did_you_mean, resolve_params
 from .registry import Registry
 
 COMPONENT_SECTIONS = ("domain", "architecture", "weighting")
@@ -26,40 +26,41 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
         Param("mode", str, "param", "differentiate w.r.t. shared parameters or the shared representation",
               choices=("param", "rep")),
         Param("diagnostics_every", int, 50, "steps between gradient diagnostics (weights, cosines, "
-              "conflicts, norms) logged to diagnostics.jsonl; 0: off", minimum=0),
+              "conflicts, norms) logged to diagnostics.jsonl; 0: off", bounds="[0, inf)"),
     ),
     "optimizer": (
         Param("name", str, "adam", "optimizer", choices=("sgd", "adam", "adamw")),
-        Param("lr", float, 1e-3, "learning rate", minimum=0.0),
-        Param("weight_decay", float, 0.0, "weight decay", minimum=0.0),
-        Param("momentum", float, 0.9, "momentum (sgd)", minimum=0.0),
+        Param("lr", float, 1e-3, "learning rate", bounds="(0, inf)"),
+        Param("weight_decay", float, 0.0, "weight decay", bounds="[0, inf)"),
+        Param("momentum", float, 0.9, "momentum (sgd)", bounds="[0, 1)"),
         Param("nesterov", bool, False, "Nesterov momentum (sgd)"),
-        Param("betas", list, [0.9, 0.999], "Adam betas", item=float),
+        Param("betas", list, [0.9, 0.999], "Adam betas", item=float, bounds="[0, 1)"),
         Param("lr_mult", dict, {}, "learning-rate multipliers of the domain's parameter groups, e.g. "
-              "{head: 10} (UDA: bottleneck, classifier and discriminator at 10x, as CDAN)"),
+              "{head: 10} (UDA: bottleneck, classifier and discriminator at 10x, as CDAN)",
+              item=float, bounds="[0, inf)"),
     ),
     "scheduler": (
         Param("name", str, "none", "learning-rate schedule: step and cosine once per epoch; inv, "
               "lr·(1 + inv_gamma·i)^(−inv_power), once per training iteration i (CDAN, DANN)",
               choices=("none", "step", "cosine", "inv")),
-        Param("step_size", int, 10, "epochs between decays (step)", minimum=1),
-        Param("gamma", float, 0.1, "decay factor (step)", minimum=0.0),
-        Param("eta_min", float, 0.0, "final learning rate (cosine)", minimum=0.0),
-        Param("inv_gamma", float, 0.001, "γ of the inv schedule", minimum=0.0),
-        Param("inv_power", float, 0.75, "power of the inv schedule", minimum=0.0),
+        Param("step_size", int, 10, "epochs between decays (step)", bounds="[1, inf)"),
+        Param("gamma", float, 0.1, "decay factor (step)", bounds="(0, 1]"),
+        Param("eta_min", float, 0.0, "final learning rate (cosine)", bounds="[0, inf)"),
+        Param("inv_gamma", float, 0.001, "γ of the inv schedule", bounds="[0, inf)"),
+        Param("inv_power", float, 0.75, "power of the inv schedule", bounds="[0, inf)"),
     ),
     "train": (
-        Param("epochs", int, 10, "training epochs", minimum=1),
-        Param("seed", int, 0, "seed of weights, data order and every random draw"),
+        Param("epochs", int, 10, "training epochs", bounds="[1, inf)"),
+        Param("seed", int, 0, "seed of weights, data order and every random draw", bounds=SEED_BOUNDS),
         Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
         Param("deterministic", bool, False, "torch.use_deterministic_algorithms (bit-for-bit on CUDA)"),
         Param("select", str, "last", "which epoch is reported: the last, or the best on validation",
               choices=("last", "val")),
-        Param("log_every", int, 50, "steps between loss logs and non-finite checks", minimum=1),
+        Param("log_every", int, 50, "steps between loss logs and non-finite checks", bounds="[1, inf)"),
         Param("checkpoint_every", int, 0, "also checkpoint every N steps inside an epoch (0: epoch ends only)",
-              minimum=0),
+              bounds="[0, inf)"),
         Param("progress", bool, True, "show tqdm progress bars"),
-        Param("accumulate", int, 1, "micro-batches per optimizer step (gradient accumulation)", minimum=1),
+        Param("accumulate", int, 1, "micro-batches per optimizer step (gradient accumulation)", bounds="[1, inf)"),
         Param("amp", str, "none", "mixed precision: autocast dtype; fp16 adds a GradScaler",
               choices=("none", "bf16", "fp16")),
     ),

@@ -85,12 +85,10 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
     groups = None
     if config["optimizer"]["lr_mult"]:
         groups = domain.parameter_groups(model)
-        for name, factor in config["optimizer"]["lr_mult"].items():
+        for name in config["optimizer"]["lr_mult"]:
             if name not in groups:
                 raise UserError(f"optimizer.lr_mult.{name}: not a parameter group of domain {domain.name!r}; "
                                 f"groups: {', '.join(groups) or 'none'}")
-            if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor < 0:
-                raise UserError(f"optimizer.lr_mult.{name}: got {factor!r}, expected a number >= 0")
     optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()),
                                 groups)
     domain.check_optimizers([optimizer])

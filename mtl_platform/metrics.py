@@ -78,7 +78,13 @@ def delta_p(mtl: Scores, stl: Scores, spec: Spec) -> float:
 
 def eta(mtl: Scores, stl: Scores, spec: Spec) -> float:
     """The safeness coefficient η in percent; ties (Δ = 0) count as safe."""
-    delta = deltas(mtl, stl, spec)
+    return eta_from_deltas(deltas(mtl, stl, spec), spec)
+
+
+def eta_from_deltas(delta: Mapping[str, Mapping[str, float]], spec: Spec) -> float:
+    """η in percent from given Δ values: ``100 · (1/m) Σ_t (1/m_t) Σ_j 1[Δ_tj ≥ 0]`` over the
+    metrics in Δp. The report applies it to one seed's Δ (that seed's η) and to the mean Δ
+    over seeds ("η of the mean Δ", the share the report's safe column shows)."""
     per_task = []
     for task, metrics in spec.items():
         safe = [delta[task][metric] >= 0 for metric, how in metrics.items() if how["in_delta_p"]]

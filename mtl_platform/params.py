@@ -5,7 +5,10 @@ coerces user values against them, and ``mtl list`` prints them.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -19,15 +22,81 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+#: the bounds of every seed: numpy's seed range (``np.random.seed``, ``default_rng``), 32 bits
+SEED_BOUNDS = "[0, 4294967295]"
+
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "mapping"}
+_NUMBER_NAMES = {int: "int", float: "finite float"}
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*$")
+
+
+def _endpoint(token: str) -> float:
+    try:
+        return int(token)
+    except ValueError:
+        return float(token)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The numbers a parameter allows, declared as in mathematics: ``"[0, 1)"`` is 0 ≤ x < 1,
+    ``"(0, inf)"`` is x > 0, ``"[1, inf)"`` is x ≥ 1, ``"(-inf, inf)"`` any (finite) number.
+    An infinite end is always open: non-finite values are never allowed."""
+
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        match = _INTERVAL.match(text)
+        if not match:
+            raise ValueError(f"bounds {text!r}: expected an interval such as '[0, 1)' or '(0, inf)'")
+        left, low, high, right = match.groups()
+        try:
+            out = cls(_endpoint(low), _endpoint(high), left == "(", right == ")")
+        except ValueError:
+            raise ValueError(f"bounds {text!r}: the ends must be numbers, inf or -inf") from None
+        if math.isnan(out.low) or math.isnan(out.high) or out.low > out.high:
+            raise ValueError(f"bounds {text!r}: the lower end must not exceed the upper end")
+        if (math.isinf(out.low) and not out.low_open) or (math.isinf(out.high) and not out.high_open):
+            raise ValueError(f"bounds {text!r}: an infinite end must be open, e.g. '[0, inf)'")
+        if out.low == out.high and (out.low_open or out.high_open):
+            raise ValueError(f"bounds {text!r}: an empty interval")
+        return out
+
+    def __contains__(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return (("(" if self.low_open else "[") + f"{self.low}, {self.high}"
+                + (")" if self.high_open else "]"))
+
+    def describe(self) -> str:
+        """``">= 1"``, ``"> 0"``, ``"in [0, 1)"``, or ``""`` when both ends are infinite."""
+        low, high = math.isinf(self.low), math.isinf(self.high)
+        if low and high:
+            return ""
+        if high:
+            return (">" if self.low_open else ">=") + f" {self.low}"
+        if low:
+            return ("<" if self.high_open else "<=") + f" {self.high}"
+        return f"in {self}"
 
 
 @dataclass(frozen=True)
 class Param:
     """One parameter: name, type, default (``REQUIRED`` if none), one-line help.
 
-    ``choices`` limits the allowed values; ``item`` is the element type of a list;
-    ``optional`` allows ``null``; ``minimum`` bounds numbers from below (inclusive).
+    ``choices`` limits the allowed values; ``item`` is the element type of a list, or the
+    value type of a mapping; ``optional`` allows ``null``. ``bounds`` is the interval every
+    number must lie in (:class:`Interval`, written ``"[0, 1)"``): of the value for an ``int``
+    or ``float``, of each element or value for a list or mapping of numbers. Every numeric
+    parameter declares ``bounds`` (or ``choices``); a float must also be finite (``nan``,
+    ``inf`` and ``-inf`` are always refused). ``minimum=x`` is short for ``bounds="[x, inf)"``.
     ``fields`` makes a mapping parameter a nested section (a stage's settings, say
     ``architecture.search``): its keys are validated and defaulted like a component's.
     ``kind`` makes it a sub-kind choice (DESIGN.md §3.3): a registered component of that
@@ -45,10 +114,28 @@ class Param:
     minimum: float | None = None
     fields: tuple | None = None
     kind: str | None = None
+    bounds: Interval | str | None = None
+
+    def __post_init__(self):
+        bounds = Interval.parse(self.bounds) if isinstance(self.bounds, str) else self.bounds
+        if self.minimum is not None:
+            if bounds is not None:
+                raise ValueError(f"parameter {self.name!r}: give bounds or minimum, not both")
+            bounds = Interval(self.minimum, math.inf, False, True)
+            object.__setattr__(self, "minimum", None)
+        if bounds is not None and self.number_type is None:
+            raise ValueError(f"parameter {self.name!r}: bounds need an int or float (or a list or mapping of them)")
+        object.__setattr__(self, "bounds", bounds)
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    @property
+    def number_type(self) -> type | None:
+        """``int`` or ``float`` for a numeric parameter (or list or mapping of numbers), else None."""
+        kind = self.item if self.type in (list, dict) else self.type
+        return kind if kind in (int, float) and self.kind is None else None
 
     def type_name(self) -> str:
         if self.kind is not None:
@@ -61,10 +148,56 @@ class Param:
     def describe_allowed(self) -> str:
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        text = self.type_name()
-        if self.minimum is not None:
-            text += f" >= {self.minimum}"
+        if self.number_type is None:
+            return self.type_name()
+        if self.type in (list, dict):
+            text = ("list of " if self.type is list else "mapping to ") + _NUMBER_NAMES[self.item]
+            if self.bounds is not None and self.bounds.describe():
+                text += ", each " + self.bounds.describe()
+        else:
+            text = self.describe_number()
+        return text + (" or null" if self.optional else "")
+
+    def describe_number(self) -> str:
+        """What one number of this parameter may be: ``"finite float in [0, 1)"``, ``"int >= 1"``."""
+        text = _NUMBER_NAMES[self.number_type]
+        if self.bounds is not None and self.bounds.describe():
+            text += " " + self.bounds.describe()
         return text
+
+    def check_number(self, value: Any, where: str, shown: Any = None) -> None:
+        """Refuse (:class:`UserError`) a number outside ``bounds``, or a non-finite float."""
+        if isinstance(value, float) and not math.isfinite(value) or (
+                self.bounds is not None and value not in self.bounds):
+            raise UserError(f"{where}: got {_show(value if shown is None else shown)}, "
+                            f"expected {self.describe_number()}")
+
+    def check_range(self, value: Any, where: str) -> None:
+        """The number checks of :meth:`coerce` alone, for values that are already numbers
+        (a component built in-process); anything else is left to the component."""
+        if self.fields is not None and isinstance(value, dict):
+            for field in self.fields:
+                if field.name in value:
+                    field.check_range(value[field.name], f"{where}.{field.name}")
+            return
+        if self.number_type is None or value is None:
+            return
+        if self.type is list and isinstance(value, (list, tuple)):
+            items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        elif self.type is dict and isinstance(value, dict):
+            items = [(f"{where}.{k}", v) for k, v in value.items()]
+        else:
+            items = [(where, value)]
+        for at, v in items:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.check_number(v, at)
+
+    def _coerce_item(self, value: Any, where: str) -> Any:
+        if self.number_type is None:
+            return _coerce_scalar(self.item, value, where, _TYPE_NAMES.get(self.item, "value"))
+        out = _coerce_scalar(self.item, value, where, self.describe_number())
+        self.check_number(out, where, shown=value)
+        return out
 
     def coerce(self, value: Any, where: str) -> Any:
         """Return ``value`` converted to this parameter's type, or raise :class:`UserError`."""
@@ -78,18 +211,23 @@ class Param:
         if self.fields is not None:
             return resolve_params(self.fields, out, where, reserved=())
         if self.type is list and self.item is not None:
-            out = [_coerce_scalar(self.item, v, f"{where}[{i}]", _TYPE_NAMES.get(self.item, "value"))
-                   for i, v in enumerate(out)]
+            out = [self._coerce_item(v, f"{where}[{i}]") for i, v in enumerate(out)]
             if self.choices:
                 for i, v in enumerate(out):
                     if v not in self.choices:
                         raise UserError(f"{where}[{i}]: got {v!r}, allowed: "
                                         + ", ".join(repr(c) for c in self.choices))
-        elif self.choices and out not in self.choices:
+            return out
+        if self.type is dict and self.item is not None:
+            # an int where floats are declared is kept as written, so that mappings such as
+            # optimizer.lr_mult: {head: 10} resolve (and hash) as they always did
+            checked = {k: self._coerce_item(v, f"{where}.{k}") for k, v in out.items()}
+            return {k: out[k] if _is_int(out[k]) else v for k, v in checked.items()}
+        if self.choices and out not in self.choices:
             raise UserError(f"{where}: got {value!r}, allowed: "
                             + ", ".join(repr(c) for c in self.choices) + did_you_mean(str(value), self.choices))
-        if self.minimum is not None and isinstance(out, (int, float)) and out < self.minimum:
-            raise UserError(f"{where}: got {value!r}, expected {self.describe_allowed()}")
+        if self.number_type is not None:
+            self.check_number(out, where, shown=value)
         return out
 
 
@@ -104,8 +242,18 @@ def choice_mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 400-digit number stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _coerce_scalar(kind: type, value: Any, where: str, allowed: str) -> Any:
-    bad = UserError(f"{where}: got {value!r} ({type(value).__name__}), expected {allowed}")
+    bad = UserError(f"{where}: got {_show(value)} ({type(value).__name__}), expected {allowed}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -127,7 +275,10 @@ def _coerce_scalar(kind: type, value: Any, where: str, allowed: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, (int, float)):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int too large for a float: not finite
+                return math.inf
         if isinstance(value, str):  # PyYAML reads 1e-3 as a string
             try:
                 return float(value)
@@ -200,7 +351,6 @@ def flatten(params, prefix: str = "") -> list[Param]:
         if p.fields is not None:
             out += flatten(p.fields, f"{prefix}{p.name}.")
         else:
-            out.append(Param(prefix + p.name, p.type, p.default, p.help, p.choices, p.item, p.optional,
-                             p.minimum, kind=p.kind) if prefix else p)
+            out.append(dataclasses.replace(p, name=prefix + p.name) if prefix else p)
     return out
 

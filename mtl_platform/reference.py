@@ -40,7 +40,7 @@ def weightings_markdown(plugin: str = "mtl_platform.weightings") -> str:
     """The catalogue of the built-in weightings: what each needs, its kind, its parameters."""
     from .registry import load
 
-    registry, _ = load()
+    registry, _ = load(builtin_only=True)
     lines = ["| name | needs | kind | parameters | what it is |", "|---|---|---|---|---|"]
     for comp in registry.components("weighting"):
         if comp.plugin != plugin:
@@ -56,7 +56,7 @@ def architectures_markdown(plugin: str = "mtl_platform.architectures") -> str:
     """The catalogue of the built-in architectures: parameters, rep mode, what each is."""
     from .registry import load
 
-    registry, _ = load()
+    registry, _ = load(builtin_only=True)
     lines = ["| name | rep mode | parameters | what it is |", "|---|---|---|---|"]
     for comp in registry.components("architecture"):
         if comp.plugin != plugin:

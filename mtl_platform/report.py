@@ -3,7 +3,19 @@
 Input is one ``results.json`` per run, as the trainer writes it. Runs sharing ``group`` are
 seeds of one experiment; Δ, Δp and η are computed per seed against that run's own STL values,
 then shown as mean ± std, with Welch's t-test on the per-seed values (fewer than 3 seeds: n/a).
-matplotlib is imported only by :func:`plot_deltas`.
+
+With several seeds two safeness figures are reported side by side, because they can differ:
+
+- ``eta_percent``: η of each seed (the share of (task, metric) entries with Δ ≥ 0 in that seed,
+  DESIGN.md §7), then mean ± std over the seeds;
+- ``eta_of_mean_percent``: η of the mean Δ, the share of rows whose *mean* Δ over seeds is
+  ≥ 0 — exactly the rows the ``safe`` column marks safe.
+
+A row safe by a small margin in one seed and unsafe by a large one in another raises the
+first seed's η, yet its mean Δ is negative, so the safe column and η of the mean Δ count it
+unsafe. Each row therefore also carries ``safe_seeds``, the number of seeds in which its Δ
+was ≥ 0 (the table's "safe seeds" column, e.g. "1/2"). With one seed the two η agree and the
+table has no seed column. matplotlib is imported only by :func:`plot_deltas`.
 """
 
 from __future__ import annotations
@@ -60,11 +72,13 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         for metric, how in task_metrics.items():
             row = {**how, "mtl": _stat([r["mtl"][task][metric] for r in runs])}
             if has_stl:
+                seed_deltas = [s["delta"][task][metric] for s in per_seed]
                 row["stl"] = _stat([r["stl"][task][metric] for r in runs])
-                row["delta"] = _stat([s["delta"][task][metric] for s in per_seed])
-                row["safe"] = row["delta"]["mean"] >= 0
+                row["delta"] = _stat(seed_deltas)
+                row["safe"] = row["delta"]["mean"] >= 0           # from the mean Δ over seeds
+                row["safe_seeds"] = sum(d >= 0 for d in seed_deltas)  # seeds in which this row was safe
             else:
-                row.update(stl=None, delta=None, safe=None)
+                row.update(stl=None, delta=None, safe=None, safe_seeds=None)
             rows[metric] = row
         relative = [s["relative"][task] for s in per_seed if task in s["relative"]]
         tasks[task] = {"metrics": rows, "relative_delta_percent": _stat(relative) if relative else None}
@@ -80,6 +94,7 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         "tasks": tasks,
         "delta_p_percent": None,
         "eta_percent": None,
+        "eta_of_mean_percent": None,
     }
     out["models"] = [model_summary(r) for r in runs]
     found = [r.get("conflict_rate", conflict_rate(Path(r["run_dir"]))) for r in runs]
@@ -90,6 +105,9 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         et = [s["eta"] for s in per_seed]
         out["delta_p_percent"] = {**_stat(dp), "p_value": metrics.p_value_vs_zero(dp), "per_seed": dp}
         out["eta_percent"] = {**_stat(et), "per_seed": et}
+        mean_delta = {task: {metric: row["delta"]["mean"] for metric, row in entry["metrics"].items()}
+                      for task, entry in tasks.items()}
+        out["eta_of_mean_percent"] = metrics.eta_from_deltas(mean_delta, spec)
     return out
 
 
@@ -172,6 +190,11 @@ def _p(p: float | None) -> str:
     return "n/a" if p is None else f"{p:.3g}"
 
 
+def _header(group: dict) -> list[str]:
+    """The table's columns; with several seeds also in how many of them each row was safe."""
+    return _HEADER + (["safe seeds"] if len(group["seeds"]) > 1 else [])
+
+
 def _table(group: dict) -> list[list[str]]:
     n = len(group["seeds"])
     rows = []
@@ -186,7 +209,10 @@ def _table(group: dict) -> list[list[str]]:
                 safe = "-"  # shown for information; η counts only the metrics in Δp
             else:
                 safe = "safe" if row["safe"] else "UNSAFE"
-            rows.append([task, name, _fmt(row["mtl"], n), _fmt(row["stl"], n), _fmt(row["delta"], n, "+.4g"), safe])
+            cells = [task, name, _fmt(row["mtl"], n), _fmt(row["stl"], n), _fmt(row["delta"], n, "+.4g"), safe]
+            if n > 1:
+                cells.append(f"{row['safe_seeds']}/{n}" if safe in ("safe", "UNSAFE") else safe)
+            rows.append(cells)
     return rows
 
 
@@ -198,7 +224,9 @@ def _summary(group: dict) -> list[str]:
     else:
         lines = [
             f"Δp = {dp['mean']:+.2f} %" + (f" ± {dp['std']:.2f}" if n > 1 else "") + f" (p = {_p(dp['p_value'])})",
-            f"η = {et['mean']:.0f} %" + (f" ± {et['std']:.0f}" if n > 1 else ""),
+            f"η = {et['mean']:.0f} %" + (
+                f" ± {et['std']:.0f} (mean ± std of the per-seed η); η of the mean Δ = "
+                f"{group['eta_of_mean_percent']:.0f} % (the safe column)" if n > 1 else ""),
         ]
         per_task = [(task, entry["relative_delta_percent"]) for task, entry in group["tasks"].items()]
         lines.append("relative Δ per task: " + ", ".join(
@@ -231,8 +259,9 @@ def render_terminal(report: dict) -> str:
     """Plain-text report: an aligned table per group, then Δp, η, the reported epoch and seeds."""
     out = []
     for group in report["groups"]:
-        rows = [_HEADER, *_table(group)]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+        header = _header(group)
+        rows = [header, *_table(group)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         out.append(_title(group))
         out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         out += _summary(group)
@@ -246,7 +275,8 @@ def render_markdown(report: dict) -> str:
     """The report as GitHub markdown: a table and a summary list per group."""
     out = ["# Safe-MTL report", ""]
     for group in report["groups"]:
-        out += [f"## {_title(group)}", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+        header = _header(group)
+        out += [f"## {_title(group)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(row) + " |" for row in _table(group)]
         out += ["", *(f"- {line}" for line in _summary(group)), ""]
     if report["comparisons"]:

@@ -30,6 +30,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def builtin_registry():
+    """The built-in components alone (``registry.load(builtin_only=True)``), whatever
+    third-party plugins are installed: for tests about the exact set of components."""
+    from mtl_platform import registry
+
+    return registry.load(builtin_only=True)[0]
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"

@@ -24,7 +24,7 @@ def domain(request):
 
 
 def architectures():
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     return [c.cls for c in reg.components("architecture")]
 
 

@@ -11,7 +11,7 @@ quiet = {"progress": False, "echo": lambda *a, **k: None}
 
 
 def test_stl_config_keeps_everything_but_the_task_set():
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     cfg = resolve({"domain": {"name": "multi_mnist", "batch_size": 16}, "weighting": "dwa",
                    "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"epochs": 3, "seed": 4}}, reg, name="x")
     stl = stl_config(cfg, "right")

@@ -91,8 +91,8 @@ def test_list_weightings_shows_parameters_and_plugin(capsys):
     out = ok(["list", "weightings"], capsys)
     for name in ("ew", "uw", "dwa"):
         assert f"  {name}  [plugin mtl_platform.weightings: mtl_platform_plugins.weightings.{name}]" in out
-    assert "T: float >= 1e-08 = 2.0  softmax temperature" in out
-    assert "init: float = 0.0" in out
+    assert "T: finite float > 0 = 2.0  softmax temperature" in out
+    assert "init: finite float = 0.0" in out
     assert "architectures:" not in out
 
 

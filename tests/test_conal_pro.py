@@ -178,7 +178,7 @@ def test_round_epochs_and_the_fixed_stage_list(synth_config):
     assert round_epochs(10, 5, "round") == [10] * 5
     assert round_epochs(10, 4, "total") == [3, 3, 2, 2]
     assert round_epochs(2, 3, "total") == [1, 1, 1]
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     config = resolve(read_yaml(synth_config(**{"architecture.search.budget": "total",
                                                "architecture.search.epochs": 3})), reg)
     plan = ConalPro.stage_plan(config)
@@ -190,7 +190,7 @@ def test_round_epochs_and_the_fixed_stage_list(synth_config):
 
 
 def test_tasks_assigned_in_round_1_take_no_part_in_round_2(synth_config, tmp_path, one_thread):
-    reg, pm = registry.load()
+    reg, pm = registry.load(builtin_only=True)
     config = resolve(read_yaml(synth_config(**{"architecture.search.epochs": 1})), reg)
     domain = build_domain(config, reg)
     stage_dir = tmp_path / "round2"

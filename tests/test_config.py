@@ -8,7 +8,7 @@ from mtl_platform.errors import UserError
 
 @pytest.fixture(scope="module")
 def reg():
-    return registry.load()[0]
+    return registry.load(builtin_only=True)[0]
 
 
 def test_defaults_are_filled_and_strings_coerced(reg):

@@ -22,7 +22,7 @@ quiet = {"progress": False, "echo": lambda *a, **k: None}
 
 def scenes_domain(sets):
     """The quickstart's domain with ``--set`` style overrides, built in-process."""
-    reg, _ = registry_mod.load()
+    reg, _ = registry_mod.load(builtin_only=True)
     raw, _ = apply_overrides(yaml.safe_load(QUICKSTART.read_text()), sets)
     return build_domain(resolve(raw, reg), reg)
 

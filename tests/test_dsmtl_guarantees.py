@@ -37,7 +37,7 @@ def train(tmp_path, arch, seed):
     path = tmp_path / f"{arch}_{seed}.yaml"
     path.write_text(yaml.safe_dump(raw))
     results = session.train(path, **quiet)
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     cfg = resolve(raw, reg)
     domain = build_domain(cfg, reg)
     model = build_architecture(cfg, reg, domain)
@@ -52,7 +52,7 @@ def train_loss(domain, model) -> dict[str, float]:
 
 
 def stl_train_losses(cfg, domain) -> dict[str, float]:
-    reg, pm = registry.load()
+    reg, pm = registry.load(builtin_only=True)
     out = {}
     for task, entry in ensure_baselines(cfg, domain.task_names, reg, pm, echo=lambda *a: None).items():
         single = stl_config(cfg, task)

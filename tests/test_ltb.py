@@ -181,7 +181,7 @@ def ltb_config(tmp_path):
 
 
 def test_ltb_search_defaults_to_single_level_with_the_thesis_schedule():
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     raw = copy.deepcopy(SYNTH)
     raw["architecture"] = "ltb"
     search = resolve(raw, reg)["architecture"]["search"]

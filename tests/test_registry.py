@@ -1,4 +1,8 @@
-"""The plugin registry: built-ins through entry points, duplicates, did-you-mean, disabling."""
+"""The plugin registry: built-ins through entry points, duplicates, did-you-mean, disabling.
+
+Every registry here is the built-ins' alone (``builtin_only=True``), so these hold whatever
+third-party plugins are installed; ``test_registries_of_tests_are_hermetic`` proves it.
+"""
 import types
 
 import pytest
@@ -31,7 +35,7 @@ class Other(Weighting):
 
 
 def test_builtins_come_through_the_entry_point_group():
-    reg, pm = registry.load()
+    reg, pm = registry.load(builtin_only=True)
     assert {"ew", "uw", "dwa"} <= set(reg.names("weighting"))
     assert reg.get("weighting", "uw").plugin == "mtl_platform.weightings"
     assert reg.get("architecture", "hps").plugin == "mtl_platform.architectures"
@@ -41,40 +45,41 @@ def test_builtins_come_through_the_entry_point_group():
 
 def test_duplicate_names_name_both_plugins():
     with pytest.raises(UserError) as err:
-        registry.load(extra_plugins=[make_plugin("third_party", Other)])
+        registry.load(builtin_only=True, extra_plugins=[make_plugin("third_party", Other)])
     msg = str(err.value)
     assert "duplicate weighting 'ew'" in msg
     assert "mtl_platform.weightings" in msg and "third_party" in msg
 
 
 def test_a_disabled_component_can_be_replaced_by_a_third_party():
-    reg, _ = registry.load(disable=["weighting:ew@mtl_platform.weightings"],
+    reg, _ = registry.load(builtin_only=True, disable=["weighting:ew@mtl_platform.weightings"],
                            extra_plugins=[make_plugin("third_party", Other)])
     assert reg.get("weighting", "ew").cls is Other
     assert reg.get("weighting", "ew").plugin == "third_party"
 
 
 def test_disabling_a_whole_plugin_removes_its_components():
-    full, _ = registry.load()
-    reg, pm = registry.load(disable=["mtl_platform.weightings"])
+    full, _ = registry.load(builtin_only=True)
+    reg, pm = registry.load(builtin_only=True, disable=["mtl_platform.weightings"])
     assert reg.names("weighting") == []
     assert reg.names("architecture") == full.names("architecture") and "hps" in reg.names("architecture")
     assert pm.is_blocked("mtl_platform.weightings")
 
 
 def test_unknown_name_suggests_the_closest():
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     with pytest.raises(UserError, match=r"unknown weighting 'dwaa' \(did you mean 'dwa'\?\)"):
         reg.get("weighting", "dwaa")
 
 
 def test_disabling_kind_name_blocks_it_from_every_plugin():
-    reg, _ = registry.load(disable=["weighting:ew"], extra_plugins=[make_plugin("third_party", Other)])
+    reg, _ = registry.load(builtin_only=True, disable=["weighting:ew"],
+                           extra_plugins=[make_plugin("third_party", Other)])
     assert "ew" not in reg.names("weighting")
 
 
 def test_disabled_component_lookup_says_it_is_disabled():
-    reg, _ = registry.load(disable=["weighting:dwa"])
+    reg, _ = registry.load(builtin_only=True, disable=["weighting:dwa"])
     with pytest.raises(UserError, match="disabled"):
         reg.get("weighting", "dwa")
 
@@ -83,7 +88,7 @@ def test_disabled_component_lookup_says_it_is_disabled():
                                          ("mtl_platform.weightingz", "no plugin named")])
 def test_disabling_something_unknown_is_an_error(name, match):
     with pytest.raises(UserError, match=match):
-        registry.load(disable=[name])
+        registry.load(builtin_only=True, disable=[name])
 
 
 def test_a_plugin_module_that_fails_to_import_is_named(tmp_path, monkeypatch):
@@ -101,12 +106,99 @@ def test_a_plugin_module_that_fails_to_import_is_named(tmp_path, monkeypatch):
 
     plugin.mtl_register = mtl_register
     with pytest.raises(UserError, match=r"plugin module brokenpkg\.bad failed to import: ModuleNotFoundError"):
-        registry.load(extra_plugins=[plugin])
+        registry.load(builtin_only=True, extra_plugins=[plugin])
 
 
 def test_components_declare_their_parameters():
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     params = {p.name: p for p in reg.get("weighting", "dwa").params}
     assert params["T"].type is float and params["T"].default == 2.0 and params["T"].help
     domain_params = {p.name for p in reg.get("domain", "multi_mnist").params}
     assert {"batch_size", "tasks", "train_pairs", "root"} <= domain_params
+
+
+FAKE_PLUGIN = '''
+"""A third-party plugin as a user might install it: one extra component of each core kind."""
+from mtl_platform.contracts import Architecture, Domain, Weighting
+from mtl_platform.hookspecs import hookimpl
+
+
+class ExtraWeighting(Weighting):
+    """An extra weighting."""
+
+    name = "extra_weighting"
+
+
+class ExtraArchitecture(Architecture):
+    """An extra architecture."""
+
+    name = "extra_architecture"
+
+
+class ExtraDomain(Domain):
+    """An extra domain."""
+
+    name = "extra_domain"
+
+
+@hookimpl
+def mtl_register(registry):
+    registry.add_weighting(ExtraWeighting)
+    registry.add_architecture(ExtraArchitecture)
+    registry.add_domain(ExtraDomain)
+'''
+EXTRAS = {"weighting": "extra_weighting", "architecture": "extra_architecture", "domain": "extra_domain"}
+
+
+@pytest.fixture
+def third_party_installed(tmp_path, monkeypatch):
+    """A plugin laid out on ``sys.path`` as pip installs one: its package and a dist-info with
+    ``entry_points.txt`` in the ``mtl_platform`` group (as tests/test_third_party_plugin.py)."""
+    import importlib
+    import sys
+
+    site = tmp_path / "site"
+    (site / "fake_mtl_plugin").mkdir(parents=True)
+    (site / "fake_mtl_plugin" / "__init__.py").write_text(FAKE_PLUGIN)
+    info = site / "fake_mtl_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-mtl-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[mtl_platform]\nfake_mtl_plugin = fake_mtl_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    yield
+    sys.modules.pop("fake_mtl_plugin", None)
+    importlib.invalidate_caches()
+
+
+def test_registries_of_tests_are_hermetic(third_party_installed):
+    """With a third-party plugin installed, ``builtin_only=True`` neither imports nor registers
+    it, and the tests of this file (and the declared-range walk, and the generated docs)
+    still pass; a plain ``load()`` does see its components."""
+    import inspect
+    import sys
+    from pathlib import Path
+
+    import test_param_bounds
+    from mtl_platform.reference import MARK, PAGES
+
+    root = Path(__file__).resolve().parents[1]
+
+    builtin, pm = registry.load(builtin_only=True)
+    assert "fake_mtl_plugin" not in sys.modules
+    assert "fake_mtl_plugin" not in {name for name, _ in pm.list_name_plugin()}
+    assert all(name not in builtin.names(kind) for kind, name in EXTRAS.items())
+    for name, test in sorted(globals().items()):
+        if name.startswith("test_") and name != "test_registries_of_tests_are_hermetic" \
+                and not inspect.signature(test).parameters:
+            test()
+    for name, match in [("weighting:dwx", "did you mean 'weighting:dwa'"), ("fake_mtl_plugin", "no plugin named")]:
+        test_disabling_something_unknown_is_an_error(name, match)
+    cases = test_param_bounds.numeric_cases(builtin)
+    test_param_bounds.test_every_numeric_parameter_declares_its_range(cases)
+    for page, make in PAGES.items():
+        assert (root / page).read_text().split(MARK, 1)[1] == make(), page
+
+    everything, pm = registry.load()
+    assert "fake_mtl_plugin" in {name for name, _ in pm.list_name_plugin()}
+    assert all(everything.get(kind, name).plugin == "fake_mtl_plugin" for kind, name in EXTRAS.items())

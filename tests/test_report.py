@@ -109,6 +109,14 @@ def test_build_report_per_task_delta_p_and_eta(built):
     assert b["delta_p_percent"]["per_seed"] == pytest.approx([-5.0, -2.5, -5.0])
     assert b["eta_percent"]["mean"] == pytest.approx(50.0) and b["eta_percent"]["std"] == 0.0
 
+    # η of the mean Δ: A's right accuracy has Δ 0, +0.04, −0.02 (mean +0.0067: safe, in 2 of
+    # 3 seeds), its left one +0.04, 0, +0.02 (3 of 3): both rows safe -> 100, not the 83 above
+    assert a["eta_of_mean_percent"] == pytest.approx(100.0)
+    assert [a["tasks"][t]["metrics"]["accuracy"]["safe_seeds"] for t in ("left", "right")] == [3, 2]
+    assert b["eta_of_mean_percent"] == pytest.approx(50.0)
+    assert [b["tasks"][t]["metrics"]["accuracy"]["safe_seeds"] for t in ("left", "right")] == [3, 0]
+    assert a["tasks"]["left"]["metrics"]["loss"]["safe_seeds"] == 0  # not in Δp: counted, not in η
+
 
 def test_delta_p_is_per_seed_not_pooled(built):
     # Pooled means would give left (0.5867 − 0.5667)/0.5667 = 3.53 %, not the per-seed 3.33 %.
@@ -162,16 +170,16 @@ def test_render_terminal(built):
         line for line in lines[lines.index(next(x for x in lines if x.startswith("hps + mgda"))):]
         if line.startswith("right") and "accuracy" in line
     )
-    assert row_b.split()[-1] == "UNSAFE"
+    assert row_b.split()[-2:] == ["UNSAFE", "0/3"]
     assert "-0.04333 ± 0.0058" in row_b
     row_a = next(line for line in lines if line.startswith("left") and "accuracy ↑" in line)
-    assert row_a.split()[-1] == "safe"
+    assert row_a.split()[-2:] == ["safe", "3/3"]
     assert "0.5867 ± 0.22" in row_a and "+0.02 ± 0.02" in row_a
     loss_rows = [line for line in lines if "loss ↓ (not in Δp)" in line]
     assert len(loss_rows) == 4 and all(line.endswith(" -") for line in loss_rows)  # η ignores them
     assert "0.35 ± 0 " in loss_rows[0]
     assert "Δp = +1.67 % ± 1.44 (p = 0.184)" in lines
-    assert "η = 83 % ± 29" in lines
+    assert "η = 83 % ± 29 (mean ± std of the per-seed η); η of the mean Δ = 100 % (the safe column)" in lines
     assert "select: last, epoch 10" in lines
     assert "seeds: 0, 1, 2" in lines
     # The columns are aligned: every table row of a group puts "MTL" values at the same offset.
@@ -184,16 +192,51 @@ def test_render_terminal_single_seed_plain_values():
     text = report.render_terminal(built)
     assert "±" not in text
     assert "Δp = +2.50 % (p = n/a)" in text
-    assert "η = 100 %" in text
+    assert "η = 100 %" in text.splitlines()  # one seed: one η, no seed column
+    assert "safe seeds" not in text and "η of the mean" not in text
     assert "select: last, epoch 4" in text
+    assert built["groups"][0]["eta_of_mean_percent"] == built["groups"][0]["eta_percent"]["mean"]
+
+
+ACC_ONLY = {t: {"accuracy": {"higher_is_better": True, "in_delta_p": True}} for t in ("left", "right")}
+
+
+def test_multi_seed_eta_and_the_safe_column_can_disagree_and_both_are_shown():
+    """Two seeds, STL 0.5 everywhere. ``left`` is safe by a small margin in seed 0 (Δ +0.0625)
+    and unsafe by a large one in seed 1 (Δ −0.125): mean Δ −0.03125, UNSAFE, safe in 1 of 2
+    seeds. ``right`` gains +0.0625 in both. Per-seed η: 100 and 50, so η = 75 ± 35.36; but only
+    one of the two rows has a mean Δ ≥ 0, so η of the mean Δ = 50."""
+    def run(seed, left, right):
+        scores = {"left": {"accuracy": left}, "right": {"accuracy": right}}
+        return {**_result("ddd444", "hps + ew", seed, (0.5, 0.5), (0.5, 0.5)), "spec": ACC_ONLY,
+                "mtl": scores, "stl": {"left": {"accuracy": 0.5}, "right": {"accuracy": 0.5}}}
+
+    built = report.build_report([run(0, 0.5625, 0.5625), run(1, 0.375, 0.5625)])
+    (g,) = built["groups"]
+    left, right = (g["tasks"][t]["metrics"]["accuracy"] for t in ("left", "right"))
+    assert left["delta"]["mean"] == -0.03125 and left["safe"] is False and left["safe_seeds"] == 1
+    assert right["delta"]["mean"] == 0.0625 and right["safe"] is True and right["safe_seeds"] == 2
+    assert g["eta_percent"]["per_seed"] == [100.0, 50.0]
+    assert g["eta_percent"]["mean"] == 75.0 and g["eta_percent"]["std"] == pytest.approx(25 * 2 ** 0.5)
+    assert g["eta_of_mean_percent"] == 50.0
+
+    lines = report.render_terminal(built).splitlines()
+    assert lines[1].split() == ["task", "metric", "MTL", "STL", "Δ", "safe", "safe", "seeds"]
+    assert lines[2].split()[-2:] == ["UNSAFE", "1/2"] and lines[3].split()[-2:] == ["safe", "2/2"]
+    assert "η = 75 % ± 35 (mean ± std of the per-seed η); η of the mean Δ = 50 % (the safe column)" in lines
+    md = report.render_markdown(built)
+    assert "| left | accuracy ↑ | 0.4688 ± 0.13 | 0.5 ± 0 | -0.03125 ± 0.13 | UNSAFE | 1/2 |" in md
+    assert "- η = 75 % ± 35 (mean ± std of the per-seed η); η of the mean Δ = 50 % (the safe column)" in md
+    saved = json.loads(json.dumps(built))  # report.json holds both, under these names
+    assert saved["groups"][0]["eta_of_mean_percent"] == 50.0 and saved["groups"][0]["eta_percent"]["mean"] == 75.0
 
 
 def test_render_markdown(built):
     md = report.render_markdown(built)
-    assert "| task | metric | MTL | STL | Δ | safe |" in md
-    assert "|---|---|---|---|---|---|" in md
+    assert "| task | metric | MTL | STL | Δ | safe | safe seeds |" in md
+    assert "|---|---|---|---|---|---|---|" in md
     assert md.count("| task | metric |") == 2
-    assert any(l.startswith("| right | accuracy ↑ |") and l.endswith("| UNSAFE |") for l in md.splitlines())
+    assert any(l.startswith("| right | accuracy ↑ |") and l.endswith("| UNSAFE | 0/3 |") for l in md.splitlines())
     assert "- Δp = +1.67 % ± 1.44 (p = 0.184)" in md
 
 

@@ -110,7 +110,7 @@ def test_bilevel_step_moves_alpha_first_on_the_val_batch_then_theta_with_the_new
     from mtl_platform.config import resolve
     from mtl_platform.optim import build_optimizer
 
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     raw = copy.deepcopy(SYNTH)
     raw["weighting"] = {"name": "ew"}
     raw["optimizer"] = {"name": "sgd", "lr": 0.1, "momentum": 0.0}

@@ -50,7 +50,7 @@ class ToyPlugin:
 
 
 def load():
-    return registry_mod.load(extra_plugins=[ToyPlugin()])[0]
+    return registry_mod.load(builtin_only=True, extra_plugins=[ToyPlugin()])[0]
 
 
 def config(source):
@@ -104,7 +104,7 @@ def test_the_config_hash_names_where_the_chosen_source_came_from():
         def mtl_register(self, registry):
             registry.add("toy.source", Replacement, name="beta")
 
-    replaced = registry_mod.load(disable=["toy.source:beta@" + reg.get("toy.source", "beta").plugin],
+    replaced = registry_mod.load(builtin_only=True, disable=["toy.source:beta@" + reg.get("toy.source", "beta").plugin],
                                  extra_plugins=[ToyPlugin(), Other()])[0]
     assert replaced.get("toy.source", "beta").cls is Replacement
     assert config_hash(cfg, registry=reg) != config_hash(cfg, registry=replaced)

@@ -133,7 +133,7 @@ def test_mtl_list_shows_the_example_and_its_plugin(example_site):
                           capture_output=True, text=True, env=subprocess_env(example_site), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"initial_loss  [plugin {MODULE}: {MODULE}.initial_loss]" in proc.stdout
-    assert "eps: float >= 0.0 = 1e-08" in proc.stdout
+    assert "eps: finite float >= 0 = 1e-08" in proc.stdout
     assert "ew  [plugin mtl_platform.weightings" in proc.stdout
 
 

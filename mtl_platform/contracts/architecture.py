@@ -39,6 +39,7 @@ class Architecture(Configurable, nn.Module):
                  head_factory: Callable[[str], nn.Module], **params):
         nn.Module.__init__(self)
         self.tasks = list(tasks)
+        self.check_ranges(params, "architecture")
         self.config = params
         self.rep = None
 

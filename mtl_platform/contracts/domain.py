@@ -25,15 +25,16 @@ class Domain(Configurable):
 
     multi_input = False
     base_params = (
-        Param("batch_size", int, 64, "training batch size", minimum=1),
-        Param("eval_batch_size", int, 512, "batch size for evaluation", minimum=1),
+        Param("batch_size", int, 64, "training batch size", bounds="[1, inf)"),
+        Param("eval_batch_size", int, 512, "batch size for evaluation", bounds="[1, inf)"),
         Param("tasks", list, None, "train only these tasks (default: all)", item=str, optional=True),
         Param("drop_last", bool, False, "drop the last incomplete training batch"),
-        Param("num_workers", int, 0, "DataLoader workers for datasets without batched access", minimum=0),
+        Param("num_workers", int, 0, "DataLoader workers for datasets without batched access", bounds="[0, inf)"),
     )
 
     def __init__(self, seed: int = 0, **params):
         self.seed = int(seed)
+        self.check_ranges(params, "domain")
         self.config = params
         all_tasks = self.build_tasks()
         names = [t.name for t in all_tasks]

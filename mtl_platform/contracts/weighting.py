@@ -55,6 +55,7 @@ class Weighting(Configurable, nn.Module):
     def __init__(self, tasks: list[str], **params):
         nn.Module.__init__(self)
         self.tasks = list(tasks)
+        self.check_ranges(params, "weighting")
         self.config = params
 
     @property

@@ -23,17 +23,18 @@ def search_section(*extra: Param, help: str = "the architecture search stage", *
     d = {"epochs": 10, "alpha_lr": 5e-5, "alpha_optimizer": "adam", "bilevel": True, **defaults}
     return section(
         "search", help,
-        Param("epochs", int, d["epochs"], "search epochs", minimum=1),
+        Param("epochs", int, d["epochs"], "search epochs", bounds="[1, inf)"),
         Param("split", float, 0.5, "fraction of the training set for the weights θ (D_tr); the rest "
-              "(D_val) steps the architecture parameters", minimum=0.0),
-        Param("batch_size", int, None, "search batch size (default: domain.batch_size)", optional=True, minimum=1),
-        Param("lr", float, None, "learning rate of θ (default: optimizer.lr)", optional=True, minimum=0.0),
+              "(D_val) steps the architecture parameters", bounds="(0, 1)"),
+        Param("batch_size", int, None, "search batch size (default: domain.batch_size)", optional=True,
+              bounds="[1, inf)"),
+        Param("lr", float, None, "learning rate of θ (default: optimizer.lr)", optional=True, bounds="(0, inf)"),
         Param("weight_decay", float, None, "weight decay of θ (default: optimizer.weight_decay)", optional=True,
-              minimum=0.0),
+              bounds="[0, inf)"),
         Param("alpha_optimizer", str, d["alpha_optimizer"], "optimizer of the architecture parameters",
               choices=("adam", "adamw", "sgd")),
-        Param("alpha_lr", float, d["alpha_lr"], "learning rate of the architecture parameters", minimum=0.0),
-        Param("alpha_weight_decay", float, 1e-5, "weight decay of the architecture parameters", minimum=0.0),
+        Param("alpha_lr", float, d["alpha_lr"], "learning rate of the architecture parameters", bounds="(0, inf)"),
+        Param("alpha_weight_decay", float, 1e-5, "weight decay of the architecture parameters", bounds="[0, inf)"),
         Param("bilevel", bool, d["bilevel"], "α on D_val, θ on D_tr, α first (false: one joint step of both on all "
               "the training data, the single-level ablation)"),
         *extra,

@@ -103,7 +103,7 @@ class ConalPro(Architecture):
             help="CoNAL-Pro's search rounds (thesis §5.2.4); epochs, batch size and learning rates of each round",
             alpha_lr=2.5e-5),
         Param("round", int, 1, "the search round this supernet is (1: the deepest branch point); set by the "
-              "run's stages", minimum=1),
+              "run's stages", bounds="[1, inf)"),
     )
 
     def __init__(self, tasks, encoder_factory, head_factory, round=1, **params):

@@ -89,7 +89,7 @@ class CrossStitch(Architecture):
     has_rep = False
     params = (
         Param("self_weight", float, 0.9, "initial α_tt (diagonal); off-diagonal α_ts = (1 − self_weight)/(m − 1)",
-              minimum=0.0),
+              bounds="[0, 1]"),
         Param("after_last", bool, False, "also put a cross-stitch unit after the encoder's last stage"),
         Param("per_channel", bool, True, "one m × m α per channel/feature (paper); false: one per stage"),
     )
@@ -98,8 +98,6 @@ class CrossStitch(Architecture):
                  after_last: bool = False, per_channel: bool = True, **params):
         super().__init__(tasks, encoder_factory, head_factory, self_weight=self_weight,
                          after_last=after_last, per_channel=per_channel, **params)
-        if not 0.0 <= float(self_weight) <= 1.0:
-            raise UserError(f"cross_stitch.self_weight: got {self_weight!r}, expected a number in [0, 1]")
         self.encoders = nn.ModuleDict({t: encoder_factory() for t in self.tasks})
         first = self.encoders[self.tasks[0]]
         shapes = getattr(first, "stage_shapes", None)

@@ -83,17 +83,15 @@ class DSelectK(ExtractionNetwork):
 
     name = "dselect_k"
     params = (
-        Param("num_experts", int, 4, "number of expert encoder copies", minimum=1),
-        Param("k", int, 2, "experts each task's gate selects (at most num_experts)", minimum=1),
-        Param("gamma", float, 1.0, "smooth-step transition width γ (> 0)"),
+        Param("num_experts", int, 4, "number of expert encoder copies", bounds="[1, inf)"),
+        Param("k", int, 2, "experts each task's gate selects (at most num_experts)", bounds="[1, inf)"),
+        Param("gamma", float, 1.0, "smooth-step transition width γ (> 0)", bounds="(0, inf)"),
     )
 
     def __init__(self, tasks, encoder_factory, head_factory, num_experts=4, k=2, gamma=1.0, **params):
         super().__init__(tasks, encoder_factory, head_factory, num_experts=num_experts, k=k, gamma=gamma, **params)
         if not 1 <= k <= num_experts:
             raise UserError(f"architecture dselect_k: k must be between 1 and num_experts ({num_experts}), got {k}")
-        if not gamma > 0:
-            raise UserError(f"architecture dselect_k: gamma must be > 0, got {gamma}")
         self.k, self.gamma = int(k), float(gamma)
         self._build(encoder_factory, head_factory, num_experts, 0, per_stage=False,
                     gate_factory=lambda d, n: DSelectKGate(d, n, self.k, self.gamma))

@@ -29,7 +29,7 @@ class DSMTLJL(Architecture):
     name = "dsmtl_jl"
     has_rep = False
     params = (Param("gate_position", int, 0, "mix after this encoder stage (1-based; 0: after the last)",
-                    minimum=0),)
+                    bounds="[0, inf)"),)
 
     def __init__(self, tasks, encoder_factory, head_factory, gate_position=0, **params):
         super().__init__(tasks, encoder_factory, head_factory, gate_position=gate_position, **params)

@@ -97,12 +97,12 @@ class LTB(Architecture):
     has_rep = False
     params = (
         Param("width", int, None, "nodes per layer below the last (default: the number of tasks)", optional=True,
-              minimum=1),
+              bounds="[1, inf)"),
         search_section(
-            Param("tau", float, SCHEDULE["tau"], "initial Gumbel-softmax temperature τ_0", minimum=0.0),
+            Param("tau", float, SCHEDULE["tau"], "initial Gumbel-softmax temperature τ_0", bounds="(0, inf)"),
             Param("decay", float, SCHEDULE["decay"], "τ_e = τ_0 · decay^e per epoch e (0 < decay ≤ 1)",
-                  minimum=0.0),
-            Param("warmup", int, SCHEDULE["warmup"], "first epochs that train the weights only", minimum=0),
+                  bounds="(0, 1]"),
+            Param("warmup", int, SCHEDULE["warmup"], "first epochs that train the weights only", bounds="[0, inf)"),
             Param("hard", bool, SCHEDULE["hard"], "straight-through one-hot samples instead of soft ones"),
             help="LTB's search: weights and parent logits trained jointly (Guo et al. 2020, §3)",
             epochs=SCHEDULE["epochs"], alpha_lr=1e-4, bilevel=False),
@@ -116,9 +116,6 @@ class LTB(Architecture):
     def __init__(self, tasks, encoder_factory, head_factory, width=None, search=None, **params):
         super().__init__(tasks, encoder_factory, head_factory, width=width, search=search, **params)
         s = {**SCHEDULE, **(search or {})}
-        if not s["tau"] > 0 or not 0 < s["decay"] <= 1:
-            raise UserError(f"architecture.search: expected tau > 0 and 0 < decay <= 1, got tau={s['tau']}, "
-                            f"decay={s['decay']}")
         if s["warmup"] >= s["epochs"]:
             raise UserError(f"architecture.search.warmup: got {s['warmup']}, expected fewer than search.epochs "
                             f"({s['epochs']}), or the parent logits never train")

@@ -26,7 +26,7 @@ class MMoE(ExtractionNetwork):
     """
 
     name = "mmoe"
-    params = (Param("num_experts", int, 4, "number of expert encoder copies", minimum=1),)
+    params = (Param("num_experts", int, 4, "number of expert encoder copies", bounds="[1, inf)"),)
 
     def __init__(self, tasks, encoder_factory, head_factory, num_experts=4, **params):
         super().__init__(tasks, encoder_factory, head_factory, num_experts=num_experts, **params)

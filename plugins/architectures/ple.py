@@ -32,8 +32,8 @@ class PLE(ExtractionNetwork):
 
     name = "ple"
     params = (
-        Param("num_shared_experts", int, 1, "shared experts per level", minimum=0),
-        Param("num_task_experts", int, 1, "experts per task per level", minimum=0),
+        Param("num_shared_experts", int, 1, "shared experts per level", bounds="[0, inf)"),
+        Param("num_task_experts", int, 1, "experts per task per level", bounds="[0, inf)"),
     )
 
     per_stage = True  # one level per encoder stage; CGC is the single-level case

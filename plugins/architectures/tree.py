@@ -44,7 +44,7 @@ class Tree(Architecture):
         Param("groups", list, None, "per encoder stage, a partition of the tasks into groups sharing that "
               "stage", optional=True),
         Param("branch_points", dict, None, "task → branch point 1…P (1: a separate network, P: fully shared); "
-              "instead of groups", optional=True),
+              "instead of groups", optional=True, item=int, bounds="[1, inf)"),
         Param("public_gate", bool, False, "gate each branched task with the full shared encoder (DSMTL-AL)"),
     )
 

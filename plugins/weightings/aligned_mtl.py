@@ -87,9 +87,9 @@ class AlignedMTL(Weighting):
     scales_heads = False
     params = (
         Param("preferences", list, None, "task preferences p, one per task (null: all 1)", item=float,
-              optional=True),
+              optional=True, bounds="[0, inf)"),
         Param("eps", float, None, "relative eigenvalue floor of the cosine matrix (null: m·float64 eps)",
-              optional=True, minimum=0.0),
+              optional=True, bounds="[0, inf)"),
         Param("scale", str, "min", "σ²: smallest kept eigenvalue (paper), their median, or mean", choices=SCALES),
     )
 

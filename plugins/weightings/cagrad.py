@@ -80,9 +80,9 @@ class CAGrad(Weighting):
     scales_heads = False
     promises = ("nonnegative",)
     params = (
-        Param("c", float, 0.4, "radius of the ball around the mean gradient, relative to its norm", minimum=0.0),
+        Param("c", float, 0.4, "radius of the ball around the mean gradient, relative to its norm", bounds="[0, inf)"),
         Param("rescale", int, 1, "0: d; 1: d/(1+c²) (official default); 2: d/(1+c)", choices=(0, 1, 2)),
-        Param("iters", int, 50, "iterations of the simplex-constrained dual solver", minimum=1),
+        Param("iters", int, 50, "iterations of the simplex-constrained dual solver", bounds="[1, inf)"),
     )
 
     def __init__(self, tasks, c=0.4, rescale=1, iters=50, **params):

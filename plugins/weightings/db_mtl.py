@@ -2,7 +2,6 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
@@ -58,15 +57,13 @@ class DBMTL(Weighting):
     scales_heads = False
     mode = "param"
     params = (
-        Param("beta", float, 0.9, "EMA rate β of the log-loss gradients (0 ≤ β < 1)", minimum=0.0),
-        Param("beta_sigma", float, 0.0, "decay σ of the rate, β_k = β / k^σ (0: constant)", minimum=0.0),
-        Param("eps", float, 1e-8, "ε in log(L_t + ε)", minimum=0.0),
+        Param("beta", float, 0.9, "EMA rate β of the log-loss gradients (0 ≤ β < 1)", bounds="[0, 1)"),
+        Param("beta_sigma", float, 0.0, "decay σ of the rate, β_k = β / k^σ (0: constant)", bounds="[0, inf)"),
+        Param("eps", float, 1e-8, "ε in log(L_t + ε)", bounds="[0, inf)"),
     )
 
     def __init__(self, tasks, beta=0.9, beta_sigma=0.0, eps=1e-8, **params):
         super().__init__(tasks, beta=beta, beta_sigma=beta_sigma, eps=eps, **params)
-        if not 0.0 <= float(beta) < 1.0:
-            raise UserError(f"weighting.beta: got {beta!r}, expected a float in [0, 1)")
         self.beta, self.sigma, self.eps = float(beta), float(beta_sigma), float(eps)
         self.register_buffer("grad_ema", torch.zeros(self.num_tasks, 0))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))

@@ -15,7 +15,7 @@ class DWA(Weighting):
 
     name = "dwa"
     promises = ("nonnegative",)
-    params = (Param("T", float, 2.0, "softmax temperature", minimum=1e-8),)
+    params = (Param("T", float, 2.0, "softmax temperature", bounds="(0, inf)"),)
 
     def __init__(self, tasks, T=2.0, **params):
         super().__init__(tasks, T=T, **params)

@@ -75,14 +75,16 @@ class Equilibrium(Weighting):
     needs = Needs.GRAMIAN
     scales_heads = False
     params = (
-        Param("alpha", float, 0.5, "signed-cosine threshold above which ŝ_i is projected off s_j (Eq. 5)"),
-        Param("w_init", float, 1.0, "initial reweighting w_k (clipped into [0, 1])"),
-        Param("w_lr", float, 0.1, "step size η of the projected gradient descent on w (Eq. 8)", minimum=0.0),
-        Param("w_steps", int, 1, "projected-gradient steps on w per training step", minimum=0),
+        Param("alpha", float, 0.5, "signed-cosine threshold above which ŝ_i is projected off s_j (Eq. 5)",
+              bounds="[-1, 1]"),
+        Param("w_init", float, 1.0, "initial reweighting w_k", bounds="[0, 1]"),
+        Param("w_lr", float, 0.1, "step size η of the projected gradient descent on w (Eq. 8)", bounds="[0, inf)"),
+        Param("w_steps", int, 1, "projected-gradient steps on w per training step", bounds="[0, inf)"),
         Param("w_persistent", bool, True, "keep w between steps (paper); false: restart from w_init"),
         Param("reduce", str, "sum", "combine the r_k by their sum or their mean", choices=("sum", "mean")),
         Param("shuffle", bool, False, "adjust against the other s_j in a random order (torch's global RNG)"),
-        Param("eps", float, 1e-8, "relative guard: skip s_j with ‖s_j‖² below eps·mean‖g‖²", minimum=0.0),
+        Param("eps", float, 1e-8, "relative guard: skip s_j with ‖s_j‖² below eps·mean‖g‖²",
+              bounds="[0, inf)"),
     )
 
     def __init__(self, tasks, alpha=0.5, w_init=1.0, w_lr=0.1, w_steps=1, w_persistent=True, reduce="sum",

@@ -39,10 +39,10 @@ class FAMO(Weighting):
     scales_heads = True
     promises = ("nonnegative",)
     params = (
-        Param("w_lr", float, 0.025, "learning rate β of the logits ξ", minimum=0.0),
-        Param("gamma", float, 1e-3, "decay γ of the logits (L2 term of their update)", minimum=0.0),
+        Param("w_lr", float, 0.025, "learning rate β of the logits ξ", bounds="[0, inf)"),
+        Param("gamma", float, 1e-3, "decay γ of the logits (L2 term of their update)", bounds="[0, inf)"),
         Param("min_losses", list, None, "per-task lower bounds L_t* subtracted before the log "
-              "(null: all 0)", item=float, optional=True),
+              "(null: all 0)", item=float, optional=True, bounds="(-inf, inf)"),
         Param("logit_update", str, "adam", "optimizer of the logits: adam (the authors' code) or "
               "sgd (Algorithm 1 literally)", choices=("adam", "sgd")),
     )

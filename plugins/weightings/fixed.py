@@ -20,7 +20,7 @@ class Fixed(Weighting):
     name = "fixed"
     promises = ("nonnegative",)
     params = (Param("weights", dict, None, "task → weight (null: the task weights an architecture "
-                    "search learned)", optional=True),)
+                    "search learned)", optional=True, item=float, bounds="[0, inf)"),)
 
     def __init__(self, tasks, weights=None, **params):
         super().__init__(tasks, weights=weights, **params)
@@ -32,18 +32,7 @@ class Fixed(Weighting):
         if unknown or missing:
             raise UserError(f"weighting.weights: expected one weight per task ({', '.join(self.tasks)}); "
                             + (f"unknown {unknown}" if unknown else f"missing {missing}"))
-        values = []
-        for t in self.tasks:
-            v = weights[t]
-            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-                raise UserError(f"weighting.weights.{t}: got {v!r}, expected a number >= 0")
-            try:
-                v = float(v)
-            except ValueError:
-                raise UserError(f"weighting.weights.{t}: got {v!r}, expected a number >= 0") from None
-            if not v >= 0:
-                raise UserError(f"weighting.weights.{t}: got {v!r}, expected a number >= 0")
-            values.append(v)
+        values = [float(weights[t]) for t in self.tasks]  # each a finite float >= 0: the declared bounds
         self.register_buffer("fixed", torch.tensor(values))
 
     def weights(self, losses, **computed):

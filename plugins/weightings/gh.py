@@ -54,7 +54,8 @@ class GH(Weighting):
     needs = Needs.GRAMIAN
     scales_heads = True
     promises = ("nonnegative",)
-    params = (Param("eps", float, 0.0, "guard added to ‖g_k‖², times the mean ‖g‖² (0: exact definition)", minimum=0.0),)
+    params = (Param("eps", float, 0.0, "guard added to ‖g_k‖², times the mean ‖g‖² (0: exact definition)",
+                    bounds="[0, inf)"),)
 
     def __init__(self, tasks, eps=0.0, **params):
         super().__init__(tasks, eps=eps, **params)

@@ -94,7 +94,7 @@ class GHPlusPlus(Weighting):
     scales_heads = True
     promises = ("nonnegative",)  # the paper's form with λ ≥ 1/3, or clamped: see __init__
     params = (
-        Param("lam", float, 0.5, "λ ∈ [0, 1]: the share of the angle φ = θ−π/2 given to the prior task", minimum=0.0),
+        Param("lam", float, 0.5, "λ: the share of the angle φ = θ−π/2 given to the prior task", bounds="[0, 1]"),
         Param("priority", str, None, "task that comes first (up-weighted); null: the listed order", optional=True),
         Param("rotate", bool, False, "experimental: rotate each conflicting pair in its plane (gh++_rotate)"),
         Param("clamp_nonnegative", bool, False, "clamp τ ≥ 0 (negative for λ < 1/3 and wide angles)"),
@@ -103,8 +103,6 @@ class GHPlusPlus(Weighting):
     def __init__(self, tasks, lam=0.5, priority=None, rotate=False, clamp_nonnegative=False, **params):
         super().__init__(tasks, lam=lam, priority=priority, rotate=rotate,
                          clamp_nonnegative=clamp_nonnegative, **params)
-        if not 0.0 <= float(lam) <= 1.0:
-            raise UserError(f"gh_plus_plus: lam must lie in [0, 1], got {lam!r}")
         if priority is not None and priority not in self.tasks:
             raise UserError(f"gh_plus_plus: priority {priority!r} is not a task; tasks: {', '.join(self.tasks)}")
         self.lam = float(lam)

@@ -2,7 +2,6 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
@@ -37,12 +36,10 @@ class GradDrop(Weighting):
     needs = Needs.JACOBIAN
     scales_heads = False
     params = (Param("leak", float, 0.0, "leak ℓ in [0, 1]: the fraction of every task's gradient "
-                    "that bypasses the sign mask", minimum=0.0),)
+                    "that bypasses the sign mask", bounds="[0, 1]"),)
 
     def __init__(self, tasks, leak=0.0, **params):
         super().__init__(tasks, leak=leak, **params)
-        if not 0.0 <= float(leak) <= 1.0:
-            raise UserError(f"weighting.leak: got {leak!r}, expected a float in [0, 1]")
         self.leak = float(leak)
 
     def weights(self, losses, jacobian=None, **computed):

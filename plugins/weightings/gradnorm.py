@@ -44,7 +44,7 @@ class GradNorm(Weighting):
     needs = Needs.GRAMIAN
     scales_heads = True
     promises = ("nonnegative",)
-    params = (Param("alpha", float, 1.5, "asymmetry α: how strongly slow tasks are pulled up", minimum=0.0),)
+    params = (Param("alpha", float, 1.5, "asymmetry α: how strongly slow tasks are pulled up", bounds="[0, inf)"),)
 
     def __init__(self, tasks, alpha=1.5, **params):
         super().__init__(tasks, alpha=alpha, **params)

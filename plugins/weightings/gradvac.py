@@ -2,7 +2,6 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
@@ -54,15 +53,13 @@ class GradVac(Weighting):
     scales_heads = False
     promises = ("nonnegative",)
     params = (
-        Param("beta", float, 0.01, "EMA rate β of the target cosines φ̂ (0 ≤ β ≤ 1)", minimum=0.0),
+        Param("beta", float, 0.01, "EMA rate β of the target cosines φ̂ (0 ≤ β ≤ 1)", bounds="[0, 1]"),
         Param("per_block", bool, False, "one set of targets per parameter block (per-layer form; "
               "needs block Gramians) instead of one for the whole gradient"),
     )
 
     def __init__(self, tasks, beta=0.01, per_block=False, **params):
         super().__init__(tasks, beta=beta, per_block=per_block, **params)
-        if not 0.0 <= float(beta) <= 1.0:
-            raise UserError(f"weighting.beta: got {beta!r}, expected a float in [0, 1]")
         self.beta = float(beta)
         self.per_block = bool(per_block)
         self.needs = Needs.BLOCK_GRAMIANS if self.per_block else Needs.GRAMIAN

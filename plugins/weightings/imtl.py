@@ -72,7 +72,7 @@ class IMTL(Weighting):
     scales_heads = False
     params = (
         Param("rcond", float, None, "relative eigenvalue cutoff of the pseudo-inverse (null: m·dtype eps)",
-              optional=True, minimum=0.0),
+              optional=True, bounds="[0, 1)"),
     )
 
     def __init__(self, tasks, rcond=None, **params):

@@ -59,9 +59,9 @@ class MGDA(Weighting):
               choices=("normalized", "raw")),
         Param("solver", str, "active_set", "min-norm solver", choices=("active_set", "frank_wolfe")),
         Param("iterations", int, None, "solver step budget (null: 2m+6 active_set, 250 frank_wolfe)",
-              optional=True, minimum=1),
-        Param("tol", float, 1e-12, "relative Frank–Wolfe gap at which a solve stops", minimum=0.0),
-        Param("eps", float, 1e-12, "floor of the normalisers (losses, norms)", minimum=0.0),
+              optional=True, bounds="[1, inf)"),
+        Param("tol", float, 1e-12, "relative Frank–Wolfe gap at which a solve stops", bounds="[0, inf)"),
+        Param("eps", float, 1e-12, "floor of the normalisers (losses, norms)", bounds="[0, inf)"),
         Param("ub", bool, False, "MGDA-UB: gradients w.r.t. the shared representation (rep mode)"),
     )
 

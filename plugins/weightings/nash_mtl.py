@@ -60,11 +60,11 @@ class NashMTL(Weighting):
     scales_heads = False
     promises = ("nonnegative",)
     params = (
-        Param("update_weights_every", int, 1, "recompute α every k-th step, reuse it in between", minimum=1),
-        Param("optim_niter", int, 20, "damped-Newton steps per solve", minimum=1),
+        Param("update_weights_every", int, 1, "recompute α every k-th step, reuse it in between", bounds="[1, inf)"),
+        Param("optim_niter", int, 20, "damped-Newton steps per solve", bounds="[1, inf)"),
         Param("max_norm", float, 1.0, "clip the update's norm to this (0: off), as the authors' clip_grad_norm_",
-              minimum=0.0),
-        Param("eps", float, 1e-8, "ridge on G, relative to each task's ‖g_t‖² (G + eps·diag G)", minimum=0.0),
+              bounds="[0, inf)"),
+        Param("eps", float, 1e-8, "ridge on G, relative to each task's ‖g_t‖² (G + eps·diag G)", bounds="[0, inf)"),
     )
 
     def __init__(self, tasks, update_weights_every=1, optim_niter=20, max_norm=1.0, eps=1e-8, **params):

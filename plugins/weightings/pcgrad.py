@@ -48,7 +48,8 @@ class PCGrad(Weighting):
     promises = ("nonnegative",)
     params = (
         Param("shuffle", bool, True, "random order of the other tasks (torch's global RNG); false: index order"),
-        Param("eps", float, 0.0, "skip g_j with ‖g_j‖² ≤ eps·mean ‖g‖² (0: exact definition)", minimum=0.0),
+        Param("eps", float, 0.0, "skip g_j with ‖g_j‖² ≤ eps·mean ‖g‖² (0: exact definition)",
+              bounds="[0, inf)"),
     )
 
     def __init__(self, tasks, shuffle=True, eps=0.0, **params):

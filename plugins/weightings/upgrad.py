@@ -40,8 +40,9 @@ class UPGrad(Weighting):
     scales_heads = False
     promises = ("nonnegative", "no_conflict")
     params = (
-        Param("iterations", int, None, "active-set steps of the QP solver (null: 2m+4)", optional=True, minimum=1),
-        Param("tol", float, 1e-12, "relative tolerance of the QP solver", minimum=0.0),
+        Param("iterations", int, None, "active-set steps of the QP solver (null: 2m+4)", optional=True,
+              bounds="[1, inf)"),
+        Param("tol", float, 1e-12, "relative tolerance of the QP solver", bounds="[0, inf)"),
     )
 
     def __init__(self, tasks, iterations=None, tol=1e-12, **params):

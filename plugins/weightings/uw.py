@@ -18,7 +18,7 @@ class UW(Weighting):
 
     name = "uw"
     promises = ("nonnegative",)
-    params = (Param("init", float, 0.0, "initial log-variance s_t of every task"),)
+    params = (Param("init", float, 0.0, "initial log-variance s_t of every task", bounds="(-inf, inf)"),)
 
     def __init__(self, tasks, init=0.0, **params):
         super().__init__(tasks, init=init, **params)

@@ -21,7 +21,7 @@ class InitialLoss(Weighting):
     """
 
     name = "initial_loss"
-    params = (Param("eps", float, 1e-8, "floor on the first losses before inverting them", minimum=0.0),)
+    params = (Param("eps", float, 1e-8, "floor on the first losses before inverting them", bounds="[0, inf)"),)
 
     def __init__(self, tasks, eps=1e-8, **params):
         super().__init__(tasks, eps=eps, **params)

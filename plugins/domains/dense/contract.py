@@ -34,6 +34,7 @@ class DenseData(Configurable):
 
     def __init__(self, seed: int = 0, **params):
         self.seed = int(seed)
+        self.check_ranges(params, "domain.data")
         self.config = params
 
     def build_tasks(self) -> list[Task]:

@@ -27,14 +27,14 @@ class Dense(Domain):
         Param("data", dict, "scenes", "the data source: scenes (procedural), nyuv2, cityscapes, pascal_context, "
               "taskonomy, or a plugin's", kind="dense.data"),
         Param("backbone", str, "segnet", "the staged encoder", choices=BACKBONES),
-        Param("width", int, 64, "channel width of the backbone (64: the standard network)", minimum=1),
+        Param("width", int, 64, "channel width of the backbone (64: the standard network)", bounds="[1, inf)"),
         Param("output_stride", int, 8, "output stride of the dilated ResNets", choices=(8, 16)),
         Param("pretrained", str, None, "ResNet weights: a local file or a torchvision weights name such as "
               "ResNet50_Weights.IMAGENET1K_V1 (null: random init)", optional=True),
         Param("head", str, None, "task heads: aspp or conv (default: aspp on ResNets, conv on SegNet)",
               optional=True, choices=("aspp", "conv")),
-        Param("batch_size", int, 8, "training batch size", minimum=1),
-        Param("eval_batch_size", int, 16, "batch size for evaluation", minimum=1),
+        Param("batch_size", int, 8, "training batch size", bounds="[1, inf)"),
+        Param("eval_batch_size", int, 16, "batch size for evaluation", bounds="[1, inf)"),
         Param("drop_last", bool, True, "drop the last incomplete training batch (as LibMTL; a batch of one "
               "cannot train the BatchNorm of ASPP's image pooling)"),
     )

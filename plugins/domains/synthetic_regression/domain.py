@@ -6,7 +6,7 @@ from torch import nn
 from mtl_platform.batches import TensorTaskDataset
 from mtl_platform.contracts import Domain, StagedEncoder
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import SEED_BOUNDS, Param
 from mtl_platform.tasks import RegressionTask
 
 from .data import ACTIVATIONS, generate
@@ -24,14 +24,16 @@ class SyntheticRegression(Domain):
     params = (
         Param("activations", list, ["sinc", "sinc", "sinc"], "one activation per task", item=str,
               choices=ACTIVATIONS),
-        Param("scales", list, None, "output scale per task (default 1)", item=float, optional=True),
-        Param("unrelated", list, [], "indices of tasks with their own Z (unrelated to the others)", item=int),
-        Param("dim", int, 200, "input dimension d (φ = d)", minimum=1),
-        Param("train_samples", int, 1000, "training samples", minimum=1),
-        Param("val_samples", int, 200, "validation samples", minimum=1),
-        Param("test_samples", int, 200, "test samples", minimum=1),
-        Param("data_seed", int, 0, "seed of Z, x and the task noise"),
-        Param("hidden", list, [64, 64, 32], "widths of the MLP encoder's stages", item=int),
+        Param("scales", list, None, "output scale per task (default 1)", item=float, optional=True,
+              bounds="(0, inf)"),
+        Param("unrelated", list, [], "indices of tasks with their own Z (unrelated to the others)", item=int,
+              bounds="[0, inf)"),
+        Param("dim", int, 200, "input dimension d (φ = d)", bounds="[1, inf)"),
+        Param("train_samples", int, 1000, "training samples", bounds="[1, inf)"),
+        Param("val_samples", int, 200, "validation samples", bounds="[1, inf)"),
+        Param("test_samples", int, 200, "test samples", bounds="[1, inf)"),
+        Param("data_seed", int, 0, "seed of Z, x and the task noise", bounds=SEED_BOUNDS),
+        Param("hidden", list, [64, 64, 32], "widths of the MLP encoder's stages", item=int, bounds="[1, inf)"),
     )
 
     def build_tasks(self):

@@ -36,6 +36,7 @@ class UDAData(Configurable):
 
     def __init__(self, seed: int = 0, **params):
         self.seed = int(seed)
+        self.check_ranges(params, "domain.data")
         self.config = params
 
     def load(self, domain: str, split: str) -> Dataset:

@@ -58,15 +58,16 @@ class UDA(Domain):
         Param("method", dict, "dann", "the adaptation method: dann, cdan, mcd, mdd, dwl, source_only, or a plugin's",
               kind="uda.method"),
         Param("backbone", str, "lenet", "the generator's backbone", choices=BACKBONES),
-        Param("bottleneck", int, 256, "bottleneck width after a ResNet (LeNet's features are 500-d)", minimum=1),
+        Param("bottleneck", int, 256, "bottleneck width after a ResNet (LeNet's features are 500-d)",
+              bounds="[1, inf)"),
         Param("pretrained", str, None, "ResNet weights: a local file or a torchvision weights name such as "
               "ResNet50_Weights.IMAGENET1K_V1 (null: random init)", optional=True),
         Param("iterations", int, None, "training iterations per epoch (default: one pass over the source)",
-              optional=True, minimum=1),
+              optional=True, bounds="[1, inf)"),
         Param("schedule_iterations", int, 10000, "iterations over which the gradient-reversal coefficient ramps "
-              "up (CDAN's code: 10,000)", minimum=1),
-        Param("batch_size", int, 32, "source and target samples per training batch (each)", minimum=1),
-        Param("eval_batch_size", int, 256, "batch size for evaluation", minimum=1),
+              "up (CDAN's code: 10,000)", bounds="[1, inf)"),
+        Param("batch_size", int, 32, "source and target samples per training batch (each)", bounds="[1, inf)"),
+        Param("eval_batch_size", int, 256, "batch size for evaluation", bounds="[1, inf)"),
     )
 
     def __init__(self, seed: int = 0, **params):

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import SEED_BOUNDS, Param
 
 from ..contract import DenseData
 from .augment import KINDS, sample_generator, scale_crop_flip
@@ -186,8 +186,8 @@ class NpyBenchmark(DenseData):
     params = (
         Param("root", str, help="folder holding train/ and val/ (the preprocessed .npy files)"),
         Param("val_fraction", float, 0.1, "share of the on-disk train/ held out as our validation split "
-              "(the on-disk val/ is the benchmark's test split)", minimum=0.0),
-        Param("data_seed", int, 0, "seed of the train/validation carve"),
+              "(the on-disk val/ is the benchmark's test split)", bounds="[0, 1)"),
+        Param("data_seed", int, 0, "seed of the train/validation carve", bounds=SEED_BOUNDS),
         Param("augment", bool, True, "random scale-crop (1, 1.2, 1.5) and horizontal flip of training samples"),
         Param("pixel_metric", str, "accuracy", "segmentation's pixel metric: accuracy (higher is better) "
               "or error (1 − accuracy)", choices=("accuracy", "error")),

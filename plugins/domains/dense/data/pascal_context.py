@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import SEED_BOUNDS, Param
 
 from ..contract import DenseData
 from .augment import sample_generator
@@ -36,7 +36,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ---------------------------------------------------------------------------------------------
 
 def image_size_param(default: Sequence[int], help: str) -> Param:
-    return Param("image_size", list, list(default), help, item=int)
+    return Param("image_size", list, list(default), help, item=int, bounds="[1, inf)")
 
 
 def check_image_size(value, key: str = "domain.data.image_size") -> tuple[int, int]:
@@ -393,8 +393,8 @@ class PascalContext(DenseData):
         image_size_param((512, 512), "[height, width] every sample is resized to (image bilinear, "
                          "labels nearest); ASTMT resizes to 512x512 too"),
         Param("val_fraction", float, 0.1, "share of the official train list held out as our validation "
-              "split (the official val list is the benchmark's test split)", minimum=0.0),
-        Param("data_seed", int, 0, "seed of the train/validation carve"),
+              "split (the official val list is the benchmark's test split)", bounds="[0, 1)"),
+        Param("data_seed", int, 0, "seed of the train/validation carve", bounds=SEED_BOUNDS),
         Param("augment", bool, True, "random horizontal flip and scale in [0.75, 1.25] with crop/pad "
               "of training samples"),
     )

@@ -11,7 +11,7 @@ import torch
 
 from mtl_platform.batches import TensorTaskDataset
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import SEED_BOUNDS, Param
 
 from ..contract import DenseData
 from .scenes_render import CLASSES, NUM_CLASSES, render_scenes
@@ -57,12 +57,12 @@ class Scenes(DenseData):
 
     name = "scenes"
     params = (
-        Param("image_size", list, [64, 64], "H, W of the rendered images (both >= 16)", item=int),
-        Param("train_images", int, 1000, "images in the training split", minimum=1),
-        Param("val_images", int, 200, "images in the validation split", minimum=1),
-        Param("test_images", int, 200, "images in the test split", minimum=1),
-        Param("data_seed", int, 0, "seed of the scenes (each split draws its own from it)"),
-        Param("max_objects", int, 4, "at most this many primitives per image (at least one)", minimum=1),
+        Param("image_size", list, [64, 64], "H, W of the rendered images (both >= 16)", item=int, bounds="[16, inf)"),
+        Param("train_images", int, 1000, "images in the training split", bounds="[1, inf)"),
+        Param("val_images", int, 200, "images in the validation split", bounds="[1, inf)"),
+        Param("test_images", int, 200, "images in the test split", bounds="[1, inf)"),
+        Param("data_seed", int, 0, "seed of the scenes (each split draws its own from it)", bounds=SEED_BOUNDS),
+        Param("max_objects", int, 4, "at most this many primitives per image (at least one)", bounds="[1, inf)"),
     )
 
     #: class names by segmentation id
@@ -76,9 +76,6 @@ class Scenes(DenseData):
         if (not isinstance(size, (list, tuple)) or len(size) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in size)):
             raise UserError(f"domain.data.image_size: got {size!r}, expected [H, W], two ints >= 16")
-        for key in ("train_images", "val_images", "test_images", "max_objects"):
-            if int(self.config[key]) < 1:
-                raise UserError(f"domain.data.{key}: got {self.config[key]!r}, expected an int >= 1")
         self._splits: dict[str, TensorTaskDataset] = {}
 
     @property

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import SEED_BOUNDS, Param
 
 from ..contract import DenseData
 from .pascal_context import (ROOT_KEY, DenseSplit, check_fraction, check_image_size, defaults_with,
@@ -182,10 +182,10 @@ class Taskonomy(DenseData):
         Param("test_buildings", list, [], "buildings (among `buildings`) forming the test split; empty: "
               "a random test_fraction of all images", item=str),
         Param("test_fraction", float, 0.222, "share of all images held out as the test split when "
-              "test_buildings is empty (0.222: the thesis's 3,794 of 17,080)", minimum=0.0),
+              "test_buildings is empty (0.222: the thesis's 3,794 of 17,080)", bounds="[0, 1)"),
         Param("val_fraction", float, 0.1, "share of the non-test images held out as the validation split",
-              minimum=0.0),
-        Param("data_seed", int, 0, "seed of the test and validation carves"),
+              bounds="[0, 1)"),
+        Param("data_seed", int, 0, "seed of the test and validation carves", bounds=SEED_BOUNDS),
         Param("augment", bool, True, "random horizontal flip of training samples"),
         Param("keypoint_edge_scaling", str, "standley", "keypoints2d/edge_texture values: standley "
               "((v-50)/100, (v-718)/1070, as Standley et al.) or unit (v/65535)", choices=SCALINGS),

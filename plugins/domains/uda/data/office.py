@@ -44,8 +44,8 @@ def _family_params(domains: tuple[str, ...]) -> tuple[Param, ...]:
         Param("target", str, REQUIRED, f"unlabelled target domain ({allowed}); not the source",
               choices=domains),
         Param("root", str, REQUIRED, "folder holding the images and image_list/ (tllib layout)"),
-        Param("image_size", int, 224, "side of the (random or centre) crop fed to the network", minimum=1),
-        Param("resize", int, 256, "side of the square the image is first resized to", minimum=1),
+        Param("image_size", int, 224, "side of the (random or centre) crop fed to the network", bounds="[1, inf)"),
+        Param("resize", int, 256, "side of the square the image is first resized to", bounds="[1, inf)"),
     )
 
 

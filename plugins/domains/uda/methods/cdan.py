@@ -57,12 +57,12 @@ class CDAN(UDAMethod):
 
     name = "cdan"
     params = (
-        Param("trade_off", float, 1.0, "weight of the alignment loss, folded in before gradients", minimum=0.0),
+        Param("trade_off", float, 1.0, "weight of the alignment loss, folded in before gradients", bounds="[0, inf)"),
         Param("entropy", bool, True, "CDAN+E: entropy-conditioned sample weights"),
         Param("random_dim", int, 1024, "dimension of the randomized multilinear map (used when f⊗g is larger)",
-              minimum=1),
-        Param("hidden", int, 1024, "discriminator width", minimum=1),
-        Param("gamma", float, 10.0, "steepness γ of the reversal schedule", minimum=0.0),
+              bounds="[1, inf)"),
+        Param("hidden", int, 1024, "discriminator width", bounds="[1, inf)"),
+        Param("gamma", float, 10.0, "steepness γ of the reversal schedule", bounds="[0, inf)"),
     )
 
     def alignment_head(self, features, num_classes):

@@ -26,6 +26,7 @@ class UDAMethod(Configurable):
 
     def __init__(self, seed: int = 0, **params):
         self.seed = int(seed)
+        self.check_ranges(params, "domain.method")
         self.config = params
 
     def classification_head(self, features: int, num_classes: int) -> nn.Module:

@@ -21,9 +21,9 @@ class DANN(UDAMethod):
 
     name = "dann"
     params = (
-        Param("trade_off", float, 1.0, "weight of the alignment loss, folded in before gradients", minimum=0.0),
-        Param("hidden", int, 1024, "discriminator width", minimum=1),
-        Param("gamma", float, 10.0, "steepness γ of the reversal schedule", minimum=0.0),
+        Param("trade_off", float, 1.0, "weight of the alignment loss, folded in before gradients", bounds="[0, inf)"),
+        Param("hidden", int, 1024, "discriminator width", bounds="[1, inf)"),
+        Param("gamma", float, 10.0, "steepness γ of the reversal schedule", bounds="[0, inf)"),
     )
 
     def alignment_head(self, features, num_classes):

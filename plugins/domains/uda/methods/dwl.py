@@ -65,13 +65,14 @@ class DWL(UDAMethod):
 
     name = "dwl"
     params = (
-        Param("align_weight", float, 0.2, "weight of the adversarial loss in G's step (the code's 0.2)", minimum=0.0),
-        Param("discriminator_weight", float, 0.1, "weight of D's loss in its step (the code's 0.1)", minimum=0.0),
+        Param("align_weight", float, 0.2, "weight of the adversarial loss in G's step (the code's 0.2)",
+              bounds="[0, inf)"),
+        Param("discriminator_weight", float, 0.1, "weight of D's loss in its step (the code's 0.1)", bounds="[0, inf)"),
         Param("source_steps", int, 8, "source-classification steps of G and C per iteration (the code's 8)",
-              minimum=0),
-        Param("generator_steps", int, 8, "weighted steps of G per iteration (the code's 8)", minimum=1),
-        Param("pseudo_label_steps", int, 1, "pseudo-label steps of G and C per iteration", minimum=0),
-        Param("hidden", int, 1024, "width of the classifiers and of D", minimum=1),
+              bounds="[0, inf)"),
+        Param("generator_steps", int, 8, "weighted steps of G per iteration (the code's 8)", bounds="[1, inf)"),
+        Param("pseudo_label_steps", int, 1, "pseudo-label steps of G and C per iteration", bounds="[0, inf)"),
+        Param("hidden", int, 1024, "width of the classifiers and of D", bounds="[1, inf)"),
         forward_param(),
     )
 

@@ -36,13 +36,13 @@ class MCD(UDAMethod):
 
     name = "mcd"
     params = (
-        Param("trade_off", float, 1.0, "weight of the discrepancy in step B", minimum=0.0),
-        Param("num_k", int, 4, "generator steps (step C) per iteration", minimum=1),
-        Param("hidden", int, 1024, "hidden width of each classifier", minimum=1),
-        Param("depth", int, 1, "hidden layers of each classifier", minimum=1),
+        Param("trade_off", float, 1.0, "weight of the discrepancy in step B", bounds="[0, inf)"),
+        Param("num_k", int, 4, "generator steps (step C) per iteration", bounds="[1, inf)"),
+        Param("hidden", int, 1024, "hidden width of each classifier", bounds="[1, inf)"),
+        Param("depth", int, 1, "hidden layers of each classifier", bounds="[1, inf)"),
         Param("generator_momentum", bool, True, "G steps with the optimizer's momentum (false: plain SGD, "
               "as tllib's MCD; needs sgd)"),
-        Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", minimum=0.0),
+        Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", bounds="[0, inf)"),
         forward_param(", and step A adds the target entropy"),
     )
 

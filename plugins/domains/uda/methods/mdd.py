@@ -30,11 +30,11 @@ class MDD(UDAMethod):
 
     name = "mdd"
     params = (
-        Param("trade_off", float, 1.0, "weight of the disparity loss, folded in before gradients", minimum=0.0),
-        Param("margin", float, 4.0, "the margin factor γ", minimum=0.0),
-        Param("hidden", int, 1024, "width of the adversarial classifier", minimum=1),
-        Param("grl_high", float, 0.1, "final gradient-reversal coefficient", minimum=0.0),
-        Param("gamma", float, 10.0, "steepness of the reversal schedule", minimum=0.0),
+        Param("trade_off", float, 1.0, "weight of the disparity loss, folded in before gradients", bounds="[0, inf)"),
+        Param("margin", float, 4.0, "the margin factor γ", bounds="[0, inf)"),
+        Param("hidden", int, 1024, "width of the adversarial classifier", bounds="[1, inf)"),
+        Param("grl_high", float, 0.1, "final gradient-reversal coefficient", bounds="[0, inf)"),
+        Param("gamma", float, 10.0, "steepness of the reversal schedule", bounds="[0, inf)"),
         Param("classifier", str, "linear", "the classifier F: linear, or mlp (the adversarial classifier's form)",
               choices=("linear", "mlp")),
     )
