@@ -6,6 +6,8 @@ from typing import Iterable
 
 import torch
 
+from .errors import UserError
+
 
 def param_groups(params: list, groups: dict | None, mult: dict) -> list:
     """``params`` split into optimizer groups: each named group at lr × its multiplier, the
@@ -31,6 +33,8 @@ def build_optimizer(cfg: dict, params: Iterable, groups: dict | None = None) -> 
         return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"],
                                weight_decay=wd)
     betas = tuple(cfg["betas"])
+    if len(betas) != 2:
+        raise UserError(f"optimizer.betas: got {list(betas)}, expected two floats [β₁, β₂] in [0, 1)")
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
     if name == "adamw":

@@ -239,3 +239,14 @@ def test_non_finite_values_on_the_command_line_and_in_yaml(case, write_config, t
     assert err.strip().splitlines() == [line]
     assert "Traceback" not in out + err
     assert run_dirs(tmp_path / "runs") == []
+
+
+def test_adam_betas_of_the_wrong_length_are_refused_in_one_line(write_config, tmp_path, capsys):
+    """A range check cannot see the length: [0.9] ended in torch's IndexError."""
+    path = write_config()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(path), "--no-progress", "--set", "optimizer.betas=[0.9]"])
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert err.strip().splitlines() == ["mtl: error: optimizer.betas: got [0.9], expected two floats [β₁, β₂] in [0, 1)"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

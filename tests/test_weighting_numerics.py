@@ -41,7 +41,7 @@ def test_db_mtl_a_task_without_a_log_contributes_nothing():
 
 
 def stateful_weightings():
-    reg, _ = registry.load()
+    reg, _ = registry.load(builtin_only=True)
     for name in reg.names("weighting"):
         tasks = ["a", "b", "c"]
         weighting = reg.get("weighting", name).cls(tasks, **weighting_args(name, tasks))

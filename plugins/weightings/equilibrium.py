@@ -92,7 +92,7 @@ class Equilibrium(Weighting):
         super().__init__(tasks, alpha=alpha, w_init=w_init, w_lr=w_lr, w_steps=w_steps, w_persistent=w_persistent,
                          reduce=reduce, shuffle=shuffle, eps=eps, **params)
         self.alpha = float(alpha)
-        self.w_init = min(max(float(w_init), 0.0), 1.0)
+        self.w_init = float(w_init)
         self.w_lr = float(w_lr)
         self.w_steps = int(w_steps)
         self.w_persistent = bool(w_persistent)
