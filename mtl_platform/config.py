@@ -27,6 +27,9 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
               choices=("param", "rep")),
         Param("diagnostics_every", int, 50, "steps between gradient diagnostics (weights, cosines, "
               "conflicts, norms) logged to diagnostics.jsonl; 0: off", bounds="[0, inf)"),
+        Param("gramian_dtype", str, "float64", "dtype task Gramians are accumulated in: float64 (exact for "
+              "float32 gradients) or native (the gradients' own, faster on the CPU, but indefinite near "
+              "stationary points)", choices=("float64", "native")),
     ),
     "optimizer": (
         Param("name", str, "adam", "optimizer", choices=("sgd", "adam", "adamw")),

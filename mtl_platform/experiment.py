@@ -81,6 +81,7 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
                         f"train.accumulate ({train['accumulate']}) so checkpoints fall on optimizer steps")
     engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"],
                             diagnostics_every=config["gradients"]["diagnostics_every"], scaler=scaler,
+                            gramian_dtype=config["gradients"]["gramian_dtype"],
                             accumulate=train["accumulate"])
     groups = None
     if config["optimizer"]["lr_mult"]:

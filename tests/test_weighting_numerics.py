@@ -4,6 +4,8 @@ and divisions by a norm in the engine's diagnostics. The suites that would have 
 class are ``test_weighting_properties.py`` and ``test_weighting_references.py``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -122,3 +124,35 @@ def test_uw_weight_of_a_long_solved_task_stays_finite():
     w = uw.respond(torch.tensor([0.0, 1.0]))
     assert torch.isfinite(w).all() and w[0] > 1e38
     assert torch.isfinite((w * torch.tensor([0.0, 1e-30])).sum())
+
+
+def test_native_gramian_dtype_is_the_plain_product_and_the_config_reaches_the_engine(write_config):
+    from mtl_platform import session
+    from mtl_platform.errors import UserError
+
+    jac = torch.randn(3, 50, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(gramian(jac, "native"), jac @ jac.T) and gramian(jac, "native").dtype == torch.float32
+    seen = []
+
+    class Spy(Equilibrium):
+        def weights(self, losses, gram=None, **computed):
+            seen.append(gram.dtype)
+            return super().weights(losses, gram=gram, **computed)
+
+    for precision, dtype in (("float64", torch.float64), ("native", torch.float32)):
+        engine = GradientEngine(Line(), Spy(["a", "b"]), ["a", "b"], gramian_dtype=precision)
+        out = engine.model.shared(torch.randn(4, 3))
+        engine.backward({"a": out.pow(2).mean(), "b": out.mean()})
+        assert seen[-1] == dtype
+    try:
+        GradientEngine(Line(), Spy(["a", "b"]), ["a", "b"], gramian_dtype="half")
+    except UserError as err:
+        assert "gradients.gramian_dtype" in str(err)
+    else:
+        raise AssertionError("an unknown gramian_dtype was accepted")
+    results = session.train(write_config({"gradients": {"gramian_dtype": "native"}, "weighting": "pcgrad",
+                                          "train.epochs": 1}), progress=False, echo=lambda *a, **k: None)
+    import yaml
+
+    resolved = yaml.safe_load((Path(results["run_dir"]) / "config.yaml").read_text())
+    assert resolved["gradients"]["gramian_dtype"] == "native"

@@ -28,18 +28,24 @@ def block_slices(sizes: Sequence[int]) -> list[slice]:
     return out
 
 
-def gramian(jacobian: Tensor) -> Tensor:
-    """``J Jᵀ`` accumulated and returned in float64 (float32 on MPS), whatever J's dtype.
+GRAMIAN_DTYPES = ("float64", "native")
+
+
+def gramian(jacobian: Tensor, precision: str = "float64") -> Tensor:
+    """``J Jᵀ`` accumulated and returned in float64 (float32 on MPS), whatever J's dtype;
+    ``precision="native"``: the plain product in J's own dtype.
 
     A Gramian rounded to float32 is not positive semidefinite where it matters most: for
     near-opposite or near-parallel gradients its entries carry errors of about 1e-7·‖g_i‖‖g_j‖,
     enough to give wᵀGw < 0 and to turn MGDA's and UPGrad's "no conflict" into a conflict of
     that size. Products of float32 numbers are exact in float64, so accumulating in float64
     makes G as accurate as the gradients themselves. The columns are converted in chunks of
-    about 32 MiB, so the extra memory does not grow with P.
+    about 32 MiB, so the extra memory does not grow with P. On the CPU this costs about five to
+    eight times the float32 product (``bench/gramian_precision.py``); ``native`` is the faster,
+    inexact choice (``gradients.gramian_dtype``).
     """
     dtype = working_dtype(jacobian)
-    if jacobian.dtype == dtype:
+    if precision == "native" or jacobian.dtype == dtype:
         return jacobian @ jacobian.T
     m, p = jacobian.shape
     chunk = max(1, _CHUNK_ELEMENTS // max(m, 1))
@@ -50,17 +56,18 @@ def gramian(jacobian: Tensor) -> Tensor:
     return gram
 
 
-def needed(needs: Needs, jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> dict[str, Tensor]:
-    """What a weighting declared, computed from the (m × P) Jacobian; Gramians in float64 (``gramian``)."""
+def needed(needs: Needs, jacobian: Tensor, block_sizes: Sequence[int] | None = None,
+           precision: str = "float64") -> dict[str, Tensor]:
+    """What a weighting declared, computed from the (m × P) Jacobian; Gramians as ``gramian`` makes them."""
     if needs is Needs.LOSSES:
         return {}
     if needs is Needs.GRAMIAN:
-        return {"gram": gramian(jacobian)}
+        return {"gram": gramian(jacobian, precision)}
     if needs is Needs.JACOBIAN:
         return {"jacobian": jacobian}
     if needs is Needs.BLOCK_GRAMIANS:
         sizes = block_sizes or [jacobian.shape[1]]
-        return {"block_grams": torch.stack([gramian(jacobian[:, s]) for s in block_slices(sizes)])}
+        return {"block_grams": torch.stack([gramian(jacobian[:, s], precision) for s in block_slices(sizes)])}
     raise ValueError(f"unknown needs {needs!r}")
 
 

@@ -27,6 +27,10 @@ Paths, each at the floor of "one forward, m backward passes" or one pass above i
   needs the Gramian or the Jacobian over it; elsewhere the engine falls back to ``param``
   and says so once.
 
+Gramians are accumulated in float64 (``combine.gramian``; ``gramian_dtype="native"`` keeps the
+gradients' dtype): a float32 Gramian of near-opposite gradients is indefinite. The weighting
+then works, and keeps its state, in float64.
+
 AMP: the ``torch.amp.GradScaler`` sits inside the engine (``scaler=``): per-task gradients
 are taken of the scaled losses (so fp16 gradients do not underflow) and divided by the scale
 before the weighting sees them; everything applied to ``.grad`` stays scaled, and ``step``
@@ -48,7 +52,7 @@ from torch import Tensor, nn
 
 from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
-from .combine import combined_gradient, form, gramian, needed
+from .combine import GRAMIAN_DTYPES, combined_gradient, form, gramian, needed
 from .jacobian import task_jacobian
 
 MODES = ("param", "rep")
@@ -74,9 +78,13 @@ class GradientEngine:
     """Computes what a weighting declares and applies the combined update."""
 
     def __init__(self, model: nn.Module, weighting: Weighting, tasks: Sequence[str], mode: str = "param",
-                 diagnostics_every: int = 0, echo=None, scaler=None, accumulate: int = 1):
+                 diagnostics_every: int = 0, echo=None, scaler=None, accumulate: int = 1,
+                 gramian_dtype: str = "float64"):
         if mode not in MODES:
             raise UserError(f"gradients.mode: got {mode!r}, allowed: {', '.join(MODES)}")
+        if gramian_dtype not in GRAMIAN_DTYPES:
+            raise UserError(f"gradients.gramian_dtype: got {gramian_dtype!r}, allowed: {', '.join(GRAMIAN_DTYPES)}")
+        self.gramian_dtype = gramian_dtype
         self.model = model
         self.weighting = weighting
         self.tasks = list(tasks)
@@ -182,7 +190,7 @@ class GradientEngine:
         if mode == "rep":
             z = self.model.rep
             jac = self._jacobian(vector, amp, [z])
-            computed = needed(weighting.needs, jac)
+            computed = needed(weighting.needs, jac, precision=self.gramian_dtype)
             answer = weighting.respond(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, needs=weighting.needs)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
@@ -196,7 +204,7 @@ class GradientEngine:
             n = sum(p.numel() for p in space)
             jac, rest = full[:, :n], full[:, n:]
             sizes = self.block_sizes()
-            computed = needed(weighting.needs, jac, sizes)
+            computed = needed(weighting.needs, jac, sizes, self.gramian_dtype)
             answer = weighting.respond(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, sizes, weighting.needs)
             coeff = self._coefficients(weighting, answer, m, n, len(sizes), vector)
@@ -205,7 +213,7 @@ class GradientEngine:
         else:
             space = [p for p in params if p.requires_grad]
             jac = self._jacobian(vector, amp, space)
-            computed = needed(weighting.needs, jac)
+            computed = needed(weighting.needs, jac, precision=self.gramian_dtype)
             answer = weighting.respond(vector.detach(), **computed).detach()
             combined = combined_gradient(answer, jac, needs=weighting.needs)
             coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
@@ -250,7 +258,7 @@ class GradientEngine:
     def record(self, answer: Tensor, jac: Tensor) -> None:
         """Keep this step's conflict fraction, gradient norms, pairwise cosines and task weights
         as one flat tensor on the device (NaN weights where the answer is not task weights)."""
-        gram = gramian(jac)
+        gram = gramian(jac, self.gramian_dtype)
         m = gram.shape[0]
         norms = gram.diagonal().clamp_min(0).sqrt()
         scale = norms[:, None] * norms[None, :]
