@@ -20,8 +20,8 @@ from .margins import MIN_MARGIN
 
 # The architecture parameters' default learning rate (Adam). The thesis's values (CoNAL CV 5e-5,
 # CoNAL-Pro CelebA 2.5e-5, LTB 1e-4) belong to 200-epoch searches with thousands of steps per
-# epoch; after the default 10 epochs of a small domain they leave α within 0.007 of uniform
-# (docs/conal.md, "Margins"). The thesis's configs set their values explicitly.
+# epoch; after the quickstarts' 2-5 search epochs they left every decision's softmax gap at
+# 0.0003-0.049 (docs/conal.md, "Decision margins"). The thesis's configs set their values explicitly.
 ALPHA_LR = 3e-3
 
 

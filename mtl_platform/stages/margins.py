@@ -17,9 +17,9 @@ DEFAULT_MIN_MARGIN = 0.05
 MIN_MARGIN = Param(
     "min_margin", float, DEFAULT_MIN_MARGIN,
     "a derived decision whose softmax gap (chosen minus runner-up probability) is below this is "
-    "reported as within noise, with a warning; 0.05 = 5 points of mixing weight: the thesis's "
-    "learning rates after a short search leave gaps below 0.005, decided searches measured above 0.2 "
-    "(docs/conal.md, 'Margins')", minimum=0.0)
+    "reported as within noise, with a warning; 0.05 = 5 points of mixing weight: on the quickstarts the "
+    "thesis's learning rates left every gap at 0.0003-0.049, the default one gave 0.16-0.91 except one "
+    "near-tie (docs/conal.md, 'Decision margins')", minimum=0.0)
 
 
 def margin(probabilities: Sequence[float]) -> dict:

@@ -13,19 +13,19 @@ so a model learns nothing from their statistics. s_t (default 1) is then the tar
 standard deviation on the training split: the thesis's experiment 2 multiplies sinc by
 1, 2, 3, and a scale applied before standardising would cancel out. The raw targets are
 degenerate and are not offered as a domain option: with φ = d, u = (x + δ)·Z/φ has
-std √(12 d)/φ ≈ 0.245, so sinc(u) has mean ≈ 0.99 and variance ≈ 2e-4, square's variance is
-≈ 7e-3; a trained network ended 140× (sinc) and 1.8× (square) worse on test MSE than
+std √(12 d)/φ ≈ 0.245, so sinc(u) has mean ≈ 0.99 and variance ≈ 1.7e-4, square's variance is
+≈ 7e-3; a trained network ended about 140× (sinc) and 1.8× (square) worse on test MSE than
 predicting the training mean (docs/conal.md, "The synthetic generator"). ``generate`` still
 returns them, for tests of the formula.
 
 **What standardising does not change.** With φ = d, sinc(u) ≈ 1 − u²/6 and square = u², so
 after standardising sinc ≈ −square: the best predictors of the two from x correlate at
-−1.00 (measured, docs/conal.md). The "dissimilar" sinc/bent/square scenario then holds two
+−1.00 (bench/synthetic_targets.py). The "dissimilar" sinc/bent/square scenario then holds two
 tasks that are one function up to sign. A smaller φ spreads u (std √(12 d)/φ; φ = 16 at
 d = 200 gives ≈ 3.1, the sized-up configs) so that sinc oscillates and the correlation falls
 to ≈ −0.76. The task noise δ_t is invisible to the model and its share of u's variance is
 2/12 whatever φ, so the explainable share of the target's variance is at most ≈ 0.83 for
-bent, 0.70 for square and 0.70 (φ = d) to 0.52 (φ = 16) for sinc.
+bent, 0.70 for square and 0.70 (φ = d) to 0.51 (φ = 16) for sinc (bench/synthetic_targets.py).
 """
 from __future__ import annotations
 
