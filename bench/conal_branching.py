@@ -5,7 +5,7 @@ branch points (1: separate networks … 3: the whole encoder shared), every deci
 
     python bench/conal_branching.py --setting faithful|sized_up [--seeds 0 1 2 3 4]
         [--scenarios unrelated related dissimilar similar] [--no-symmetric-init] [--data-seed 0]
-        [--out DIR]
+        [--phi PHI] [--out DIR]
 
 Settings: ``configs/synthetic/<setting>_conal.yaml`` (``faithful``: the thesis's 100 samples,
 5-unit modules, φ = d, SGD 0.02 for θ and α, 30 epochs; ``sized_up``: 20,000 samples, 16-unit
@@ -17,7 +17,8 @@ Scenarios: ``unrelated`` — three `bent` tasks, task 2 with its own Z (it shoul
 than tasks 0 and 1); ``related`` — three `bent` tasks sharing Z (thesis Fig. 5.6(c));
 ``dissimilar`` — sinc, bent, square (Fig. 5.6(b); the thesis: three separate encoders, p = 1);
 ``similar`` — sinc ×1, ×2, ×3 sharing Z (the thesis: the whole encoder shared, p = 3).
-``--no-symmetric-init`` draws every copy and head independently, the ablation.
+``--no-symmetric-init`` draws every copy and head independently, the ablation; ``--phi``
+replaces the setting's φ (e.g. 200 = d, the thesis's, in the sized-up setting).
 """
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ SCENARIOS = {"unrelated": (["bent", "bent", "bent"], [2], None, None),
 
 
 def config(seed: int, out: str, scenario: str = "unrelated", setting: str = "sized_up", symmetric: bool = True,
-           data_seed: int = 0) -> dict:
+           data_seed: int = 0, phi: float | None = None) -> dict:
     """``configs/synthetic/<setting>_conal.yaml`` with the scenario's tasks, ``seed``, one
-    retraining epoch, no baselines and runs under ``out``."""
+    retraining epoch, no baselines and runs under ``out`` (``phi``: replaces the setting's φ)."""
     cfg = yaml.safe_load((ROOT / "configs" / "synthetic" / f"{setting}_conal.yaml").read_text())
     activations, unrelated, scales, _ = SCENARIOS[scenario]
     cfg["domain"].update(activations=activations, unrelated=unrelated, scales=scales, data_seed=data_seed)
+    if phi is not None:
+        cfg["domain"]["phi"] = phi
     cfg["architecture"]["search"]["symmetric_init"] = symmetric
     cfg["train"].update(epochs=1, seed=seed, device="cpu", progress=False)
     cfg["baselines"] = {"stl": False}
@@ -85,18 +88,20 @@ def main():
     ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
     ap.add_argument("--no-symmetric-init", dest="symmetric", action="store_false")
     ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--phi", type=float, default=None, help="replace the setting's φ")
     ap.add_argument("--out", default="runs/conal_branching")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    print(f"setting: {args.setting}, symmetric_init: {str(args.symmetric).lower()}, data_seed: {args.data_seed}")
+    print(f"setting: {args.setting}, symmetric_init: {str(args.symmetric).lower()}, data_seed: {args.data_seed}"
+          + (f", phi: {args.phi:g}" if args.phi is not None else ""))
     print("| scenario | seed | branch points (task0, task1, task2) | softmax α task0 | task1 | task2 | gaps |")
     print("|---|---|---|---|---|---|---|")
     records = {}
     for scenario in args.scenarios:
         rows = records[scenario] = []
         for seed in args.seeds:
-            cfg = config(seed, str(out / "runs"), scenario, args.setting, args.symmetric, args.data_seed)
+            cfg = config(seed, str(out / "runs"), scenario, args.setting, args.symmetric, args.data_seed, args.phi)
             derived = search(cfg, out / f"{scenario}_{seed}.yaml")
             rows.append({"seed": seed, "branch_points": derived["branch_points"], "alpha": derived["alpha"],
                          "margins": derived["margins"]})
@@ -112,7 +117,8 @@ def main():
     for scenario, rows in records.items():
         print(summary(scenario, rows))
     (out / "results.json").write_text(json.dumps({"setting": args.setting, "symmetric_init": args.symmetric,
-                                                  "data_seed": args.data_seed, "runs": records}, indent=1))
+                                                  "data_seed": args.data_seed, "phi": args.phi, "runs": records},
+                                                 indent=1))
 
 
 if __name__ == "__main__":
