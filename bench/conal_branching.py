@@ -5,7 +5,7 @@ branch points (1: separate networks … 3: the whole encoder shared), every deci
 
     python bench/conal_branching.py --setting faithful|sized_up [--seeds 0 1 2 3 4]
         [--scenarios unrelated related dissimilar similar] [--no-symmetric-init] [--data-seed 0]
-        [--phi PHI] [--out DIR]
+        [--phi PHI] [--set KEY=VALUE ...] [--out DIR]
 
 Settings: ``configs/synthetic/<setting>_conal.yaml`` (``faithful``: the thesis's 100 samples,
 5-unit modules, φ = d, SGD 0.02 for θ and α, 30 epochs; ``sized_up``: 20,000 samples, 16-unit
@@ -18,7 +18,8 @@ than tasks 0 and 1); ``related`` — three `bent` tasks sharing Z (thesis Fig. 5
 ``dissimilar`` — sinc, bent, square (Fig. 5.6(b); the thesis: three separate encoders, p = 1);
 ``similar`` — sinc ×1, ×2, ×3 sharing Z (the thesis: the whole encoder shared, p = 3).
 ``--no-symmetric-init`` draws every copy and head independently, the ablation; ``--phi``
-replaces the setting's φ (e.g. 200 = d, the thesis's, in the sized-up setting).
+replaces the setting's φ (e.g. 200 = d, the thesis's, in the sized-up setting); ``--set
+domain.train_samples=4000`` (YAML value, dotted key) changes any other key of the setting.
 """
 from __future__ import annotations
 
@@ -57,6 +58,18 @@ def config(seed: int, out: str, scenario: str = "unrelated", setting: str = "siz
     return cfg
 
 
+def override(cfg: dict, items: list[str]) -> dict:
+    """Apply ``KEY=VALUE`` items (dotted keys, YAML values) to ``cfg``."""
+    for item in items:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        node = cfg
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return cfg
+
+
 def search(cfg: dict, path: Path) -> dict:
     """Train ``cfg`` (written to ``path``) and return the derive stage's record."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,19 +102,21 @@ def main():
     ap.add_argument("--no-symmetric-init", dest="symmetric", action="store_false")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--phi", type=float, default=None, help="replace the setting's φ")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override of the setting")
     ap.add_argument("--out", default="runs/conal_branching")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     print(f"setting: {args.setting}, symmetric_init: {str(args.symmetric).lower()}, data_seed: {args.data_seed}"
-          + (f", phi: {args.phi:g}" if args.phi is not None else ""))
+          + (f", phi: {args.phi:g}" if args.phi is not None else "") + "".join(f", {x}" for x in args.sets))
     print("| scenario | seed | branch points (task0, task1, task2) | softmax α task0 | task1 | task2 | gaps |")
     print("|---|---|---|---|---|---|---|")
     records = {}
     for scenario in args.scenarios:
         rows = records[scenario] = []
         for seed in args.seeds:
-            cfg = config(seed, str(out / "runs"), scenario, args.setting, args.symmetric, args.data_seed, args.phi)
+            cfg = override(config(seed, str(out / "runs"), scenario, args.setting, args.symmetric, args.data_seed,
+                                  args.phi), args.sets)
             derived = search(cfg, out / f"{scenario}_{seed}.yaml")
             rows.append({"seed": seed, "branch_points": derived["branch_points"], "alpha": derived["alpha"],
                          "margins": derived["margins"]})
@@ -117,7 +132,8 @@ def main():
     for scenario, rows in records.items():
         print(summary(scenario, rows))
     (out / "results.json").write_text(json.dumps({"setting": args.setting, "symmetric_init": args.symmetric,
-                                                  "data_seed": args.data_seed, "phi": args.phi, "runs": records},
+                                                  "data_seed": args.data_seed, "phi": args.phi, "sets": args.sets,
+                                                  "runs": records},
                                                  indent=1))
 
 
