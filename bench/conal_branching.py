@@ -6,6 +6,7 @@ branch points (1: separate networks … 3: the whole encoder shared), every deci
     python bench/conal_branching.py --setting faithful|sized_up [--seeds 0 1 2 3 4]
         [--scenarios unrelated related dissimilar similar] [--no-symmetric-init] [--data-seed 0]
         [--phi PHI] [--set KEY=VALUE ...] [--out DIR]
+    python bench/conal_branching.py --summarise DIR/results.json ...   # the compact table again
 
 Settings: ``configs/synthetic/<setting>_conal.yaml`` (``faithful``: the thesis's 100 samples,
 5-unit modules, φ = d, SGD 0.02 for θ and α, 30 epochs; ``sized_up``: 20,000 samples, 16-unit
@@ -94,8 +95,25 @@ def summary(scenario: str, rows: list[dict]) -> str:
     return f"| {scenario} | {' <br> '.join(cells)} | {noise} of {3 * len(rows)} | {held} |"
 
 
+def compact(path: Path) -> str:
+    """One Markdown row per scenario of a finished run's ``results.json``: the branch points of
+    every seed, the range of the softmax gaps, the decisions within noise and the thesis's claim."""
+    data = json.loads(Path(path).read_text())
+    lines = []
+    for scenario, rows in data["runs"].items():
+        claim = SCENARIOS[scenario][3]
+        points = " | ".join("(" + ", ".join(str(r["branch_points"][t]) for t in TASKS) + ")" for r in rows)
+        gaps = [m["gap"] for r in rows for m in r["margins"].values()]
+        noise = sum(m["within_noise"] for r in rows for m in r["margins"].values())
+        held = "–" if claim is None else \
+            f"{sum(tuple(r['branch_points'][t] for t in TASKS) == claim for r in rows)} of {len(rows)}"
+        lines.append(f"| {scenario} | {points} | {min(gaps):.3f}–{max(gaps):.3f} | {noise} of {len(gaps)} | {held} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--summarise", nargs="*", type=Path, help="print the compact table of finished runs and stop")
     ap.add_argument("--setting", choices=("faithful", "sized_up"), default="sized_up")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
@@ -105,6 +123,13 @@ def main():
     ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override of the setting")
     ap.add_argument("--out", default="runs/conal_branching")
     args = ap.parse_args()
+    if args.summarise:
+        for path in args.summarise:
+            print(f"{path}\n\n| scenario | " + " | ".join(f"seed {s}" for s in args.seeds)
+                  + " | softmax gaps | within noise | thesis's claim held |")
+            print("|---" * (len(args.seeds) + 4) + "|")
+            print(compact(path) + "\n")
+        return
     torch.set_num_threads(1)
     out = Path(args.out)
     print(f"setting: {args.setting}, symmetric_init: {str(args.symmetric).lower()}, data_seed: {args.data_seed}"
