@@ -21,7 +21,7 @@ from .margins import MIN_MARGIN
 # The architecture parameters' default learning rate (Adam). The thesis's values (CoNAL CV 5e-5,
 # CoNAL-Pro CelebA 2.5e-5, LTB 1e-4) belong to 200-epoch searches with thousands of steps per
 # epoch; after the quickstarts' 2-5 search epochs they left every decision's softmax gap at
-# 0.0003-0.049 (docs/conal.md, "Decision margins"). The thesis's configs set their values explicitly.
+# 0.0003-0.048 (docs/conal.md, "Decision margins"). The thesis's configs set their values explicitly.
 ALPHA_LR = 3e-3
 
 

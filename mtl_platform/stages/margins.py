@@ -18,7 +18,7 @@ MIN_MARGIN = Param(
     "min_margin", float, DEFAULT_MIN_MARGIN,
     "a derived decision whose softmax gap (chosen minus runner-up probability) is below this is "
     "reported as within noise, with a warning; 0.05 = 5 points of mixing weight: on the quickstarts the "
-    "thesis's learning rates left every gap at 0.0003-0.049, the default one gave 0.16-0.91 except one "
+    "thesis's learning rates left every gap at 0.0003-0.048, the default one gave 0.16-0.91 except one "
     "near-tie (docs/conal.md, 'Decision margins')", minimum=0.0)
 
 
