@@ -1,10 +1,16 @@
 """DSMTL's safeness guarantees, checked on training losses (Yue, PhD thesis 2023, Theorems 6.5.1
-and 6.5.3) on the synthetic regression generator with one unrelated task among three.
+and 6.5.3) on the synthetic regression generator with standardised targets: three sinc tasks,
+task 2 with its own Z (unrelated), the thesis's SGD 0.02.
 
-DSMTL-IL: each task's final training loss ≤ its STL training loss. DSMTL-JL: the average
-training loss ≤ min(STL, HPS) at the same training budget. The theorems bound the optima;
-these tests measure trained models (3 seeds), see docs/dsmtl.md for the setting and for
-budgets where the JL comparison does not hold.
+DSMTL-IL: each task's final training loss ≤ its STL training loss (individual); DSMTL-JL: the
+average training loss ≤ min(STL, HPS) at the same budget (average). The theorems bound the
+optima; the trained models at a fixed budget are what is measured (docs/dsmtl.md, "The
+guarantees, measured"). With 20,000 samples and 30 epochs (configs/synthetic/sized_up_dsmtl.yaml)
+both held on all 5 seeds: the slow test reproduces seed 0. At small budgets they did not hold
+reliably (4,000 samples, 10 epochs, φ = d: IL's individual inequality on 0 of 3 seeds, JL's
+on 1 of 3), so the fast test checks only what the individual guarantee rests on — the STL
+solution is inside DSMTL-IL's search space: α_t = 0 gives back the STL models exactly — on a
+benchmark where STL clearly beats predicting the mean (it did not on the raw targets).
 """
 from pathlib import Path
 
@@ -15,26 +21,25 @@ import yaml
 from mtl_platform import registry, session
 from mtl_platform.baselines import ensure_baselines, stl_config
 from mtl_platform.checkpoint import load
-from mtl_platform.config import resolve
+from mtl_platform.config import read_yaml, resolve
 from mtl_platform.experiment import build_architecture, build_domain
 
 quiet = {"progress": False, "echo": lambda *a, **k: None}
-SEEDS = (0, 1, 2)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(tmp_path, arch, seed):
     return {"domain": {"name": "synthetic_regression", "activations": ["sinc", "sinc", "sinc"], "unrelated": [2],
-                       "batch_size": 64, "train_samples": 512},
-            "architecture": arch, "weighting": "ew", "optimizer": {"name": "adam", "lr": 1.0e-3},
-            "scheduler": {"name": "cosine"},
-            "train": {"epochs": 20, "seed": seed, "device": "cpu", "progress": False},
+                       "train_samples": 4000, "val_samples": 200, "test_samples": 1000,
+                       "hidden": [16, 16], "batch_size": 32},
+            "architecture": arch, "weighting": "ew", "optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.0},
+            "train": {"epochs": 10, "seed": seed, "device": "cpu", "progress": False},
             "output": {"root": str(tmp_path / "runs")}}
 
 
-def train(tmp_path, arch, seed):
-    """Train; return (resolved config, domain, trained model)."""
-    raw = config(tmp_path, arch, seed)
-    path = tmp_path / f"{arch}_{seed}.yaml"
+def train(tmp_path, raw):
+    """Train ``raw``; return (resolved config, domain, trained model)."""
+    path = tmp_path / f"{raw['architecture'] if isinstance(raw['architecture'], str) else 'run'}.yaml"
     path.write_text(yaml.safe_dump(raw))
     results = session.train(path, **quiet)
     reg, _ = registry.load(builtin_only=True)
@@ -46,12 +51,12 @@ def train(tmp_path, arch, seed):
     return cfg, domain, model
 
 
-def train_loss(domain, model) -> dict[str, float]:
-    """Mean squared error over the whole training split: the training loss."""
-    return {t: v["mse"] for t, v in domain.evaluate(model, "train").items()}
+def losses(domain, model, split="train") -> dict[str, float]:
+    """Mean squared error over a whole split (the training loss on ``train``)."""
+    return {t: v["mse"] for t, v in domain.evaluate(model, split).items()}
 
 
-def stl_train_losses(cfg, domain) -> dict[str, float]:
+def stl_losses(cfg, domain, split="train") -> dict[str, float]:
     reg, pm = registry.load(builtin_only=True)
     out = {}
     for task, entry in ensure_baselines(cfg, domain.task_names, reg, pm, echo=lambda *a: None).items():
@@ -59,32 +64,41 @@ def stl_train_losses(cfg, domain) -> dict[str, float]:
         d = build_domain(single, reg)
         model = build_architecture(single, reg, d)
         model.load_state_dict(load(Path(entry["path"]) / "weights.pt"))
-        out[task] = train_loss(d, model)[task]
+        out[task] = losses(d, model, split)[task]
     return out
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_dsmtl_il_is_individually_safe_on_the_training_loss(tmp_path, seed, one_thread):
-    cfg, domain, model = train(tmp_path, "dsmtl_il", seed)
-    final = train_loss(domain, model)
-    stl = stl_train_losses(cfg, domain)
-    with torch.no_grad():  # α_t = 0: the frozen private parts alone are exactly the STL models
-        for gate in model.gates.values():
-            gate.fill_(-1e4)
-    assert train_loss(domain, model) == pytest.approx(stl, rel=1e-5)
+def mean(values: dict) -> float:
+    return sum(values.values()) / len(values)
+
+
+def test_dsmtl_il_contains_the_stl_solution_on_a_non_degenerate_benchmark(tmp_path, one_thread):
+    cfg, domain, il = train(tmp_path, config(tmp_path, "dsmtl_il", 0))  # φ = d: sinc generalises from 4,000
+    stl = stl_losses(cfg, domain)
+    # STL beats predicting the training mean clearly on test
+    train_y = domain.dataset("train").get_batch(torch.arange(4000))[1]
+    test_y = domain.dataset("test").get_batch(torch.arange(1000))[1]
+    stl_test = stl_losses(cfg, domain, "test")
     for task in domain.task_names:
-        assert final[task] <= stl[task], (task, final, stl)
+        mean_predictor = (test_y[task] - train_y[task].mean()).pow(2).mean().item()
+        assert stl_test[task] < 0.7 * mean_predictor, (task, stl_test, mean_predictor)
+    with torch.no_grad():  # α_t = 0: the frozen private parts alone are exactly the STL models
+        for gate in il.gates.values():
+            gate.fill_(-1e4)
+    assert losses(domain, il) == pytest.approx(stl, rel=1e-5)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_dsmtl_jl_average_training_loss_is_below_stl_and_hps(tmp_path, seed, one_thread):
-    cfg, domain, model = train(tmp_path, "dsmtl_jl", seed)
-    jl = train_loss(domain, model)
-    _, _, hps_model = train(tmp_path, "hps", seed)
-    hps = train_loss(domain, hps_model)
-    stl = stl_train_losses(cfg, domain)
-
-    def mean(losses):
-        return sum(losses.values()) / len(losses)
-
-    assert mean(jl) <= min(mean(stl), mean(hps)), (jl, stl, hps)
+@pytest.mark.slow
+def test_both_guarantees_hold_in_the_sized_up_setting(tmp_path, one_thread):
+    """configs/synthetic/sized_up_dsmtl.yaml, seed 0 (the documented study's first seed)."""
+    raw = read_yaml(ROOT / "configs" / "synthetic" / "sized_up_dsmtl.yaml")
+    raw["train"].update(device="cpu", progress=False)
+    raw["output"] = {"root": str(tmp_path / "runs")}
+    raw["baselines"] = {"stl": False}
+    cfg, domain, il = train(tmp_path, dict(raw, architecture="dsmtl_il"))
+    stl = stl_losses(cfg, domain)
+    final = losses(domain, il)
+    assert all(final[t] <= stl[t] for t in domain.task_names), (final, stl)
+    _, _, jl = train(tmp_path, dict(raw, architecture="dsmtl_jl"))
+    _, _, hps = train(tmp_path, dict(raw, architecture="hps"))
+    assert mean(losses(domain, jl)) <= min(mean(stl), mean(losses(domain, hps)))

@@ -66,6 +66,12 @@ class Architecture(Configurable, nn.Module):
         """JSON-able search variables (α, gates, learned task weights) for the metrics log."""
         return {}
 
+    def decisions(self) -> dict[str, list[float]]:
+        """The distributions derivation takes the argmax of, ``{label: probabilities}`` (a
+        task's softmax(α_t), a node's parent distribution); the derive stage records each
+        one's margin (``stages/margins.py``). Empty for an architecture without a search."""
+        return {}
+
     def derive(self) -> dict:
         """The derived architecture as a config section (``{"name": ..., **params}``) plus
         anything later stages need (``task_weights``); plain JSON."""

@@ -16,11 +16,18 @@ from ..experiment import build_experiment
 from ..optim import build_optimizer
 from ..params import Param, resolve_params, section
 from ..trainer import Trainer
+from .margins import MIN_MARGIN
+
+# The architecture parameters' default learning rate (Adam). The thesis's values (CoNAL CV 5e-5,
+# CoNAL-Pro CelebA 2.5e-5, LTB 1e-4) belong to 200-epoch searches with thousands of steps per
+# epoch; after the quickstarts' 2-5 search epochs they left every decision's softmax gap at
+# 0.0003-0.048 (docs/conal.md, "Decision margins"). The thesis's configs set their values explicitly.
+ALPHA_LR = 3e-3
 
 
 def search_section(*extra: Param, help: str = "the architecture search stage", **defaults) -> Param:
     """The settings every bi-level search stage takes, as ``architecture.search.*``, plus ``extra``."""
-    d = {"epochs": 10, "alpha_lr": 5e-5, "alpha_optimizer": "adam", "bilevel": True, **defaults}
+    d = {"epochs": 10, "alpha_lr": ALPHA_LR, "alpha_optimizer": "adam", "bilevel": True, **defaults}
     return section(
         "search", help,
         Param("epochs", int, d["epochs"], "search epochs", bounds="[1, inf)"),
@@ -33,10 +40,13 @@ def search_section(*extra: Param, help: str = "the architecture search stage", *
               bounds="[0, inf)"),
         Param("alpha_optimizer", str, d["alpha_optimizer"], "optimizer of the architecture parameters",
               choices=("adam", "adamw", "sgd")),
-        Param("alpha_lr", float, d["alpha_lr"], "learning rate of the architecture parameters", bounds="(0, inf)"),
+        Param("alpha_lr", float, d["alpha_lr"], "learning rate of the architecture parameters (the default moves "
+              "α clearly in the default epochs on the quickstarts; the thesis's 200-epoch values are 5e-5 for "
+              "CoNAL and DSMTL-AL, 2.5e-5 for CoNAL-Pro, 1e-4 for LTB)", bounds="(0, inf)"),
         Param("alpha_weight_decay", float, 1e-5, "weight decay of the architecture parameters", bounds="[0, inf)"),
         Param("bilevel", bool, d["bilevel"], "α on D_val, θ on D_tr, α first (false: one joint step of both on all "
               "the training data, the single-level ablation)"),
+        MIN_MARGIN,
         *extra,
     )
 

@@ -10,14 +10,17 @@ from ..contracts.stage import Stage, StageContext
 from ..errors import UserError
 from ..experiment import build_architecture
 from ..params import resolve_params
+from . import margins
 
 ARCHITECTURE_FILE = "architecture.json"
 
 
 class DeriveStage(Stage):
     """Rebuild the searched model, load the final weights of stage ``source`` (the last
-    epoch's α: ``model.pt``, read with ``weights_only=True``), call its ``derive()`` and
-    write the answer to ``architecture.json``. Nothing is trained."""
+    epoch's α: ``model.pt``, read with ``weights_only=True``), call its ``derive()``, record
+    each of its ``decisions()``' margin (``margins.record``: one warning line when some are
+    below ``architecture.search.min_margin``) and write the answer to ``architecture.json``.
+    Nothing is trained."""
 
     def __init__(self, name: str = "derive", source: str = "search"):
         self.name = name
@@ -28,19 +31,29 @@ class DeriveStage(Stage):
         weights = Path(ctx.previous[self.source]["run_dir"]) / "model.pt"
         model.load_state_dict(load(weights))
         derived = model.derive()
+        margins.record(derived, model.decisions(), min_margin(ctx.arch_config), self.name, ctx.echo)
         atomic_write_text(ctx.stage_dir / ARCHITECTURE_FILE, json.dumps(derived, indent=2) + "\n")
         ctx.echo(f"{self.name}: {describe(derived)}")
         return {"stage": self.name, "run_dir": str(ctx.stage_dir), "derived": derived,
                 "searched_parameters": model.parameter_counts()}
 
 
+def min_margin(arch_config: dict) -> float:
+    """``architecture.search.min_margin`` (its default for an architecture without one)."""
+    return float((arch_config.get("search") or {}).get("min_margin", margins.DEFAULT_MIN_MARGIN))
+
+
 def describe(derived: dict) -> str:
-    """One line: where each task branches, its gate and its learned weight."""
+    """One line: where each task branches, its gate, its learned weight and the smallest
+    decision margin."""
     parts = []
     for key, label in (("branch_points", "branch point"), ("gates", "gate"), ("task_weights", "weight")):
         if derived.get(key):
             parts.append(f"{label}s " + ", ".join(f"{t}={v:.3g}" if isinstance(v, float) else f"{t}={v}"
                                                    for t, v in derived[key].items()))
+    if derived.get("margins"):
+        label, low = min(derived["margins"].items(), key=lambda kv: kv[1]["gap"])
+        parts.append(f"smallest decision margin {low['gap']:.3g} ({label})")
     return "; ".join(parts) or json.dumps(derived["architecture"])
 
 

@@ -99,6 +99,10 @@ class CoNAL(Architecture):
         probs = torch.softmax(torch.stack([self.alpha[t].detach() for t in self.tasks]), 1).tolist()
         return {"alpha": dict(zip(self.tasks, probs)), "branch_points": self.branch_points()}
 
+    def decisions(self) -> dict[str, list[float]]:
+        """Each task's branch-point distribution softmax(α_t), the argmax of which is derived."""
+        return self.search_state()["alpha"]
+
     def derive(self) -> dict:
         """The tree of argmax branch points (spec thesis §3.4, "final architecture")."""
         state = self.search_state()

@@ -20,7 +20,8 @@ from mtl_platform.params import Param
 from mtl_platform.stages import BilevelSearch, TrainStage, from_derived
 from mtl_platform.stages.bilevel import search_section
 from mtl_platform.stages.symmetric_start import SYMMETRIC_INIT, copy_weights
-from mtl_platform.stages.derive import ARCHITECTURE_FILE, describe
+from mtl_platform.stages import margins
+from mtl_platform.stages.derive import ARCHITECTURE_FILE, describe, min_margin
 
 
 class ConalPro(Architecture):
@@ -100,8 +101,7 @@ class ConalPro(Architecture):
             Param("budget", str, "round", "'round': every round runs search.epochs; 'total': search.epochs "
                   "is split equally over the P-1 rounds (at least 1 each)", choices=("round", "total")),
             SYMMETRIC_INIT,
-            help="CoNAL-Pro's search rounds (thesis §5.2.4); epochs, batch size and learning rates of each round",
-            alpha_lr=2.5e-5),
+            help="CoNAL-Pro's search rounds (thesis §5.2.4); epochs, batch size and learning rates of each round"),
         Param("round", int, 1, "the search round this supernet is (1: the deepest branch point); set by the "
               "run's stages", bounds="[1, inf)"),
     )
@@ -177,6 +177,10 @@ class ConalPro(Architecture):
     def search_state(self) -> dict:
         state = self.decide()
         return {"alpha": state["alpha"], "branch_points": state["branch_points"]}
+
+    def decisions(self) -> dict[str, list[float]]:
+        """Each active task's choice between (b) and (a), softmax(α_t)."""
+        return self.decide()["alpha"]
 
 
 # -- the run's stages -------------------------------------------------------------------------
@@ -275,7 +279,9 @@ def assemble(tasks: list[str], decisions: list[dict], points: int) -> dict:
 
 
 class AssembleStage(Stage):
-    """Assemble the rounds' decisions into a ``tree`` (``architecture.json``); nothing is trained."""
+    """Assemble the rounds' decisions into a ``tree`` (``architecture.json``), with each
+    round's decisions' margins (``margins.record``, labelled ``round<k> <task>``); nothing is
+    trained."""
 
     def __init__(self, name: str, rounds: int):
         self.name = name
@@ -284,6 +290,8 @@ class AssembleStage(Stage):
     def run(self, ctx: StageContext) -> dict:
         decisions = [ctx.previous[f"round{k}"] for k in range(1, self.rounds + 1)]
         derived = assemble(ctx.domain.task_names, decisions, self.rounds + 1)
+        choices = {f"{r} {t}": p for r, by_task in derived["alpha"].items() for t, p in by_task.items()}
+        margins.record(derived, choices, min_margin(ctx.arch_config), self.name, ctx.echo)
         atomic_write_text(ctx.stage_dir / ARCHITECTURE_FILE, json.dumps(derived, indent=2) + "\n")
         ctx.echo(f"{self.name}: {describe(derived)}; subgroups "
                  + (", ".join(f"{g['tasks']} at {g['branch_point']}" for g in derived["subgroups"]) or "none"))
