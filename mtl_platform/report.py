@@ -134,6 +134,10 @@ def _model_lines(group: dict) -> list[str]:
         for key, label in (("branch_points", "branch points"), ("task_weights", "learned task weights")):
             if derived.get(key):
                 text += f"; {label} " + ", ".join(f"{t} {_num(v)}" for t, v in derived[key].items())
+        if derived.get("margins"):  # how clearly the search decided (stages/margins.py)
+            text += "; decision margins (softmax gap) " + ", ".join(
+                f"{k} {m['gap']:.3f}" + (" within noise" if m.get("within_noise") else "")
+                for k, m in derived["margins"].items())
         gates = (model.get("state") or {}).get("gates")
         if gates:
             text += "; gates α_t " + ", ".join(f"{t} {v:.3f}" for t, v in gates.items())

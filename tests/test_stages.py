@@ -70,7 +70,10 @@ def test_conal_report_shows_the_derived_architecture_and_parameter_counts(synth_
     assert "Δp =" in text and "η =" in text
     assert "model: tree; branch points task0 " in text and "searched model " in text
     (run_dir,) = run_dirs(tmp_path / "runs")
-    assert "branch points" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "branch points" in report
+    gap = json.loads((run_dir / "results.json").read_text())["stages"]["derive"]["derived"]["margins"]["task0"]["gap"]
+    assert f"decision margins (softmax gap) task0 {gap:.3f}" in report and "decision margins" in text
 
 
 class StopInStage:
