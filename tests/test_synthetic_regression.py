@@ -88,7 +88,7 @@ def test_domain_shapes_and_bad_parameters():
         domain(unrelated=[5])
     with pytest.raises(UserError, match="domain.scales: got 1 values for 3 tasks"):
         domain(scales=[1.0])
-    with pytest.raises(UserError, match="domain.phi: got 0.0, expected a positive number"):
+    with pytest.raises(UserError, match=r"domain.phi: got 0.0, expected finite float > 0"):
         domain(phi=0.0)
 
 

@@ -53,8 +53,6 @@ class SyntheticRegression(Domain):
         bad = [t for t in c["unrelated"] if not 0 <= t < m]
         if bad:
             raise UserError(f"domain.unrelated: task index {bad[0]} out of range 0..{m - 1}")
-        if c["phi"] is not None and not c["phi"] > 0:
-            raise UserError(f"domain.phi: got {c['phi']}, expected a positive number")
         if not c["hidden"] or min(c["hidden"]) < 1:
             raise UserError(f"domain.hidden: got {c['hidden']}, expected positive widths")
         return [RegressionTask(f"task{t}") for t in range(m)]
