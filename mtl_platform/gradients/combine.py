@@ -16,16 +16,9 @@ from torch import Tensor
 from ..contracts.weighting import Needs
 from .solvers import working_dtype
 
-# Columns per float64 chunk of a Gramian: about 32 MiB of float64 per chunk, whatever m is.
-_CHUNK_ELEMENTS = 1 << 22
-
-
-def block_slices(sizes: Sequence[int]) -> list[slice]:
-    out, start = [], 0
-    for n in sizes:
-        out.append(slice(start, start + n))
-        start += n
-    return out
+# Elements per float64 chunk of a Gramian (2 MiB): small enough to stay in cache, so converting
+# and multiplying a chunk costs what the float32 product of those columns costs.
+_CHUNK_ELEMENTS = 1 << 18
 
 
 GRAMIAN_DTYPES = ("float64", "native")
@@ -40,18 +33,20 @@ def gramian(jacobian: Tensor, precision: str = "float64") -> Tensor:
     enough to give wᵀGw < 0 and to turn MGDA's and UPGrad's "no conflict" into a conflict of
     that size. Products of float32 numbers are exact in float64, so accumulating in float64
     makes G as accurate as the gradients themselves. The columns are converted in chunks of
-    about 32 MiB, so the extra memory does not grow with P. On the CPU this costs about five to
-    eight times the float32 product (``bench/gramian_precision.py``); ``native`` is the faster,
-    inexact choice (``gradients.gramian_dtype``).
+    2 MiB into one reused buffer, so the extra memory does not grow with P and, on the CPU, the
+    whole costs about what the float32 product costs (``bench/gramian_precision.py``);
+    ``native`` keeps the gradients' dtype (``gradients.gramian_dtype``).
     """
     dtype = working_dtype(jacobian)
     if precision == "native" or jacobian.dtype == dtype:
         return jacobian @ jacobian.T
     m, p = jacobian.shape
-    chunk = max(1, _CHUNK_ELEMENTS // max(m, 1))
+    chunk = min(p, max(1, _CHUNK_ELEMENTS // max(m, 1)))
     gram = torch.zeros(m, m, dtype=dtype, device=jacobian.device)
+    buffer = torch.empty(m, chunk, dtype=dtype, device=jacobian.device)  # reused: no allocation per chunk
     for start in range(0, p, chunk):
-        part = jacobian[:, start:start + chunk].to(dtype)
+        part = buffer[:, :min(chunk, p - start)]
+        part.copy_(jacobian[:, start:start + chunk])
         gram.addmm_(part, part.T)
     return gram
 
