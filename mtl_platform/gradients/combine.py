@@ -21,6 +21,14 @@ from .solvers import working_dtype
 _CHUNK_ELEMENTS = 1 << 18
 
 
+def block_slices(sizes: Sequence[int]) -> list[slice]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
 GRAMIAN_DTYPES = ("float64", "native")
 
 
