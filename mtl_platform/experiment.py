@@ -93,5 +93,6 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
     optimizer = build_optimizer(config["optimizer"], list(model.parameters()) + list(weighting.parameters()),
                                 groups)
     domain.check_optimizers([optimizer])
+    domain.check_weighting(weighting)
     scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
     return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)

@@ -116,6 +116,10 @@ class Domain(Configurable):
         """Refuse (``UserError``) optimizers this domain's update protocol cannot step. Called
         when the experiment is built, before a run directory exists; the default accepts any."""
 
+    def check_weighting(self, weighting) -> None:
+        """Refuse (``UserError``) a weighting this domain's update protocol cannot apply (UDA's
+        MCD with a gradient method over the generator). Called with ``check_optimizers``."""
+
     # -- the update protocol --------------------------------------------------------------
     def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:
         inputs, targets = batch

@@ -1,7 +1,10 @@
 """Gradient Harmonization (Huang, Song, Zhang, IEEE TPAMI 2024), loss-weight form Eq. 42."""
+import math
+
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
+from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
@@ -45,8 +48,15 @@ class GH(Weighting):
     gradients are left alone. With no conflict, or when all gradients are identical, τ = 1 (the
     plain sum). τ is invariant to scaling all gradients by one factor and permutation-equivariant.
 
-    Open choice made explicit: ``eps``, a relative guard on ‖g_k‖² (spec §1.13 item 2); the
-    default 0 keeps the exact definition (only 0/0 is guarded).
+    Open choices made explicit:
+    - ``eps``, a relative guard on ‖g_k‖² (spec §1.13 item 2); the default 0 keeps the exact
+      definition (only 0/0 is guarded).
+    - ``tau_max`` (ours, not the paper's; off by default): an upper bound on each weight,
+      τ_k ← min(τ_k, tau_max), applied task by task after Eq. 42, with tau_max ≥ 1 so a
+      task without conflict (τ_k = 1) is never touched and the weights stay ≥ 1. The result
+      is still a loss weighting, but wherever a τ_k is cut the update Σ τ_k g_k is no longer
+      the harmonised gradient g̃ of Eq. 28/29 (the exact Eq. 42 identity is given up for that
+      step): the small-gradient task gets less than its full projection.
     A loss weighting (DESIGN.md §3.2): the heads also receive ∇Σ τ_k L_k.
     """
 
@@ -54,17 +64,34 @@ class GH(Weighting):
     needs = Needs.GRAMIAN
     scales_heads = True
     promises = ("nonnegative",)
-    params = (Param("eps", float, 0.0, "guard added to ‖g_k‖², times the mean ‖g‖² (0: exact definition)",
-                    bounds="[0, inf)"),)
+    params = (
+        Param("eps", float, 0.0, "guard added to ‖g_k‖², times the mean ‖g‖² (0: exact definition)",
+              bounds="[0, inf)"),
+        Param("tau_max", float, None, "upper bound on each τ_k, ≥ 1 (null: unbounded, the paper's Eq. 42)",
+              optional=True, bounds="[1, inf)"),
+    )
 
-    def __init__(self, tasks, eps=0.0, **params):
-        super().__init__(tasks, eps=eps, **params)
+    def __init__(self, tasks, eps=0.0, tau_max=None, **params):
+        super().__init__(tasks, eps=eps, tau_max=tau_max, **params)
         self.eps = float(eps)
+        self.tau_max = upper_bound("gh", tau_max)
 
     def weights(self, losses, gram=None, **computed):
         if gram is None:
             raise TypeError("gh needs the Gramian: call weights(losses, gram=G)")
-        return harmonised_coefficients(gram, self.eps).sum(0)
+        tau = harmonised_coefficients(gram, self.eps).sum(0)
+        return tau if self.tau_max is None else tau.clamp(max=self.tau_max)
+
+
+def upper_bound(name: str, tau_max) -> float | None:
+    """``tau_max`` as a float in [1, ∞), or None (off); one line otherwise (a direct call; the config
+    checks the minimum itself)."""
+    if tau_max is None:
+        return None
+    value = float(tau_max)
+    if not 1.0 <= value < math.inf:
+        raise UserError(f"{name}: tau_max must be a finite number >= 1 (or null), got {tau_max!r}")
+    return value
 
 
 @hookimpl

@@ -9,6 +9,7 @@ from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
 from ._projection import symmetric, tiny
+from .gh import upper_bound
 
 # Below this sin θ_ij the pair is (numerically) anti-parallel and its plane is undefined (rotate only).
 _MIN_SIN = 1e-6
@@ -78,6 +79,10 @@ class GHPlusPlus(Weighting):
       and τ_j by 1+2 sin((λ−1)φ_ij/2), starting from τ = 1. The result depends on task order.
     - ``clamp_nonnegative`` (spec §1.13 item 4): for λ < 1/3 a factor can be negative (λ = 0,
       θ = 180° gives τ₂ = −0.414), which flips loss 2; the flag clamps τ ≥ 0. Off by default.
+    - ``tau_max`` (ours; off by default): τ_k ← min(τ_k, tau_max) for each task, after the clamp,
+      with tau_max ≥ 1 so a task without conflict keeps τ_k = 1. With m = 2 and the paper's
+      formula τ₁ ≤ 1 + 2 sin(π/4) ≈ 2.41 already; products over many pairs (m > 2) and
+      ``rotate``'s 1/sin θ terms are not bounded. A cut τ_k is no longer Eq. 43's weight.
     - ``rotate`` (experimental, *not* the paper's formula; spec §1.3/§1.14 "gh++_rotate"): the
       geometrically exact reading — in the plane of each conflicting pair, rotate g_i towards
       g_j by λφ and g_j towards g_i by (1−λ)φ, keeping norms, so the two become orthogonal.
@@ -98,11 +103,14 @@ class GHPlusPlus(Weighting):
         Param("priority", str, None, "task that comes first (up-weighted); null: the listed order", optional=True),
         Param("rotate", bool, False, "experimental: rotate each conflicting pair in its plane (gh++_rotate)"),
         Param("clamp_nonnegative", bool, False, "clamp τ ≥ 0 (negative for λ < 1/3 and wide angles)"),
+        Param("tau_max", float, None, "upper bound on each τ_k, ≥ 1 (null: unbounded, the paper's Eq. 43)",
+              optional=True, bounds="[1, inf)"),
     )
 
-    def __init__(self, tasks, lam=0.5, priority=None, rotate=False, clamp_nonnegative=False, **params):
+    def __init__(self, tasks, lam=0.5, priority=None, rotate=False, clamp_nonnegative=False, tau_max=None,
+                 **params):
         super().__init__(tasks, lam=lam, priority=priority, rotate=rotate,
-                         clamp_nonnegative=clamp_nonnegative, **params)
+                         clamp_nonnegative=clamp_nonnegative, tau_max=tau_max, **params)
         if priority is not None and priority not in self.tasks:
             raise UserError(f"gh_plus_plus: priority {priority!r} is not a task; tasks: {', '.join(self.tasks)}")
         self.lam = float(lam)
@@ -111,6 +119,7 @@ class GHPlusPlus(Weighting):
         self.clamp_nonnegative = bool(clamp_nonnegative)
         if not self.clamp_nonnegative and (self.rotate or self.lam < 1 / 3):
             self.promises = ()
+        self.tau_max = upper_bound("gh_plus_plus", tau_max)
         self.register_buffer("rank", order_rank(self.tasks, priority, "cpu"), persistent=False)
 
     def weights(self, losses, gram=None, **computed):
@@ -127,7 +136,9 @@ class GHPlusPlus(Weighting):
             down = 1.0 + 2.0 * torch.sin((self.lam - 1.0) * phi / 2)
             factor = torch.where(conflict, torch.where(before, up, down), torch.ones_like(phi))
             tau = factor.prod(dim=1)
-        return tau.clamp_min(0) if self.clamp_nonnegative else tau
+        if self.clamp_nonnegative:
+            tau = tau.clamp_min(0)
+        return tau if self.tau_max is None else tau.clamp(max=self.tau_max)
 
 
 @hookimpl

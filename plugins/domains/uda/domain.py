@@ -40,9 +40,11 @@ class UDA(Domain):
     ``mcd``, ``mdd``, ``dwl``, ``source_only``, or a plugin's). The loss terms are ``[alignment, classification]`` — the
     GH paper's L1 and L2 (spec gradients.md §1.7), in that order, so GH++ up-weights the
     alignment unless its ``priority`` says otherwise — and any weighting harmonises them over
-    the generator G (``hps``'s shared encoder: backbone + bottleneck; the discriminator and the
-    classifier are task parameters). Only target classification is evaluated: ``test`` is the
-    target's test data, ``val`` the source's (no target label is used for selection).
+    the method's gradient space (its ``gradient_space``: the generator G, ``hps``'s shared
+    encoder, or the base network G + classifier; never the discriminator), which every call of
+    the engine receives, in the default protocol and in the methods' own steps. Only target
+    classification is evaluated: ``test`` is the target's test data, ``val`` the source's (no
+    target label is used for selection).
 
     Training batches pair ``batch_size`` source and target samples from two endless streams,
     ``iterations`` per epoch (default: one pass over the source). The methods' schedules
@@ -89,8 +91,11 @@ class UDA(Domain):
         return ([AlignmentTask("alignment")] if self.method.aligns else []) + tasks
 
     def label_prefix(self) -> str:
-        """The method, so the report tells ``dann · hps + gh`` from ``cdan · hps + gh``."""
-        return self.method.name
+        """The method, so the report tells ``dann · hps + gh`` from ``cdan · hps + gh``, and the
+        gradient space where the config overrides the method's default (``cdan (generator)``)."""
+        space = self.method.config.get("gradient_space")
+        default = next((p.default for p in type(self.method).declared_params() if p.name == "gradient_space"), space)
+        return self.method.name + (f" ({space})" if space != default else "")
 
     @property
     def eval_tasks(self):
@@ -154,13 +159,31 @@ class UDA(Domain):
         if "alignment" in self.task_names:
             self.method.check_optimizers(optimizers)
 
+    def check_weighting(self, weighting):
+        if "alignment" in self.task_names:
+            self.method.check_weighting(weighting)
+
+    def engine_params(self, model) -> list | None:
+        """The method's gradient space as the engine's ``params``: None where it is exactly the
+        model's shared parameters (G), the engine's default space — the same parameters, on the
+        engine's one-VJP path, bit for bit as before the option existed."""
+        space = self.method.gradient_space(model)
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        return None if [id(p) for p in space] == [id(p) for p in shared] else space
+
     def train_step(self, batch, model, engine, optimizers):
-        """The default protocol, or the method's own (MCD's steps A, B, C)."""
-        if "alignment" in self.task_names and hasattr(self.method, "train_step"):
-            self._check(model)
+        """The default protocol over the method's gradient space, or the method's own (MCD's
+        steps A, B, C), which passes its gradient space itself."""
+        if "alignment" not in self.task_names:
+            return super().train_step(batch, model, engine, optimizers)
+        self._check(model)
+        if hasattr(self.method, "train_step"):
             self.method.epoch_iterations = self.iterations()
             return self.method.train_step(batch, model, engine, optimizers, self.task_names)
-        return super().train_step(batch, model, engine, optimizers)
+        losses = self.losses(batch, model)
+        engine.backward(losses, params=self.engine_params(model))
+        engine.step(optimizers)
+        return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
     def evaluate(self, model, split):

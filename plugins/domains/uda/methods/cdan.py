@@ -9,7 +9,7 @@ from torch import nn
 
 from mtl_platform.params import Param
 
-from .contract import UDAMethod, source_and_target_features
+from .contract import UDAMethod, gradient_space_param, source_and_target_features
 from .discriminator import domain_discriminator, domain_labels
 from .gradient_reversal import grl_coefficient, reverse_gradient
 
@@ -51,9 +51,13 @@ class CDAN(UDAMethod):
     target samples, g = softmax(C(f)) detached (as tllib and the CDAN code), R the gradient
     reversal at the DANN schedule, and with ``entropy: true`` (CDAN+E, the GH paper's CDAN)
     w_i = 1 + exp(−H(g_i)) normalised within each domain, detached; else w_i = 1.
-    L_cls = CE(C(f_s), y_s). GH's gradient space is G (backbone + bottleneck); the GH code also
-    includes the classifier, which L_align does not reach (g detached), so only ‖g_cls‖
-    differs (spec gradients.md §1.7)."""
+    L_cls = CE(C(f_s), y_s).
+
+    Gradient space (``gradient_space``): by default the base network — G (backbone +
+    bottleneck) and the classifier C, the discriminator excluded — as the GH code's
+    ``base_network`` for CDAN+E (spec gradients.md §1.7, DESIGN.md §3.3). L_align does not
+    reach C (g is detached), so C adds only to ‖g_cls‖: GH's τ_cls = 1 − g₁ᵀg₂/‖g₂‖² is smaller
+    than over G alone, τ_align and the sign of g₁ᵀg₂ are the same."""
 
     name = "cdan"
     params = (
@@ -63,6 +67,7 @@ class CDAN(UDAMethod):
               bounds="[1, inf)"),
         Param("hidden", int, 1024, "discriminator width", bounds="[1, inf)"),
         Param("gamma", float, 10.0, "steepness γ of the reversal schedule", bounds="[0, inf)"),
+        gradient_space_param("base_network", "the GH code's base_network for CDAN+E (spec §1.7)"),
     )
 
     def alignment_head(self, features, num_classes):

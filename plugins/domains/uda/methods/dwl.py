@@ -9,7 +9,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
 from .classifiers import Classifiers, discrepancy, entropy
-from .contract import UDAMethod
+from .contract import UDAMethod, gradient_space_param
 from .discriminator import domain_discriminator, domain_labels
 from .dynamic_weight import DynamicWeight
 from .joint_forward import domain_features, forward_param
@@ -43,10 +43,12 @@ class DWL(UDAMethod):
     1. G, C: source cross-entropy, ``source_steps`` times;
     2. D: ``discriminator_weight`` · BCE(D(f), domain) on G's features (G fixed);
     3. C, C1, C2: Σ CE on the source − discrepancy(C1(f_t), C2(f_t));
-    4. G only, ``generator_steps`` times, on the pair a weighting harmonises over G
-       (spec gradients.md §1.7): L_align = T · ``align_weight`` · BCE(D(f), 1 − domain) — G
-       fools D, with the inverted labels of the non-saturating GAN loss, so the loss stays
-       positive for the loss-scale weightings — and L_disc = (1 − T) · [d(C1,C2) + d(C,C1) + d(C,C2)] on the target, T the
+    4. G only, ``generator_steps`` times, on the pair a weighting harmonises over G (the
+       default ``gradient_space: generator``, the GH code's DWL, spec gradients.md §1.7; with
+       ``base_network`` the g_i also span C, C1, C2, of which only G's part is applied):
+       L_align = T · ``align_weight`` · BCE(D(f), 1 − domain) — G fools D, with the inverted
+       labels of the non-saturating GAN loss, so the loss stays positive for the loss-scale
+       weightings — and L_disc = (1 − T) · [d(C1,C2) + d(C,C1) + d(C,C2)] on the target, T the
        dynamic weight (``dynamic_weight.py``) folded into the losses before the gradients
        are taken;
     5. G, C: pseudo-label step, 2·[μ·CE(C(f_t), ŷ_t) + (1 − μ)·H(C(f_t))] with the confidence
@@ -74,6 +76,7 @@ class DWL(UDAMethod):
         Param("pseudo_label_steps", int, 1, "pseudo-label steps of G and C per iteration", bounds="[0, inf)"),
         Param("hidden", int, 1024, "width of the classifiers and of D", bounds="[1, inf)"),
         forward_param(),
+        gradient_space_param("generator", "the GH code's DWL: G, the only part step 4 moves"),
     )
 
     _iteration: int | None = None
@@ -117,7 +120,7 @@ class DWL(UDAMethod):
         partial_step(model, optimizers, loss, heads.parameters())
         for _ in range(c["generator_steps"]):  # 4
             losses = self.losses(model, xs, ys, xt, progress, tasks)
-            partial_step(model, optimizers, losses, generator, engine, generator)
+            partial_step(model, optimizers, losses, generator, engine, self.gradient_space(model))
         k = self.classes(heads)
         for _ in range(c["pseudo_label_steps"]):  # 5
             logits = heads(domain_features(model, xs, xt, "target", joint))

@@ -8,7 +8,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
 from .classifiers import Classifiers, discrepancy, entropy
-from .contract import UDAMethod
+from .contract import UDAMethod, applies_to_heads, gradient_space_param
 from .joint_forward import domain_features, forward_param
 from .partial_step import check_plain_sgd, partial_step
 
@@ -21,8 +21,11 @@ class MCD(UDAMethod):
        and L_t = trade_off · (1 − discrepancy(F1(f_t), F2(f_t))) — the code's −trade_off·d
        shifted by a constant: the same gradients, but a positive loss, so the loss-scale
        weightings (DWA, UW, DB-MTL, …) are defined. This pair is the two tasks a weighting
-       harmonises: its weights come from the generator's gradients of L_t and L_c, and
-       rescale the classifiers' update (GH's code, spec gradients.md §1.7);
+       harmonises: by default its weights come from the generator's gradients of L_t and L_c
+       (``gradient_space: generator``) and rescale the classifiers' update (GH's code, spec
+       gradients.md §1.7). A gradient method (PCGrad, MGDA, …) writes its combined gradient
+       on the gradient space only, which step B does not move, so with ``generator`` it is
+       refused; with ``base_network`` (G, F1, F2) the classifiers' part of it is applied;
     C. G only, ``num_k`` times: minimise the discrepancy on the target.
 
     ``forward: separate`` (MCD's code) forwards only the source in step A and only the target
@@ -44,10 +47,18 @@ class MCD(UDAMethod):
               "as tllib's MCD; needs sgd)"),
         Param("entropy_weight", float, 0.01, "weight of the target entropy in L_c", bounds="[0, inf)"),
         forward_param(", and step A adds the target entropy"),
+        gradient_space_param("generator", "the GH code takes τ from G's gradients and applies it in step B"),
     )
 
     def classification_head(self, features, num_classes):
         return Classifiers(features, num_classes, self.config["hidden"], 2, self.config["depth"])
+
+    def check_weighting(self, weighting):
+        if self.config["gradient_space"] == "generator" and not applies_to_heads(weighting):
+            raise UserError(f"domain.method.gradient_space: MCD applies the weighting in step B, which moves only "
+                            f"the classifiers, and {weighting.name!r} is a gradient method (its combined gradient "
+                            f"goes to the generator alone); use a loss weighting such as ew, gh or gh_plus_plus, "
+                            f"or gradient_space: base_network")
 
     def check_optimizers(self, optimizers):
         if not self.config["generator_momentum"]:
@@ -83,7 +94,7 @@ class MCD(UDAMethod):
         partial_step(model, optimizers, step_a, model.parameters(), plain=plain)
         # B: the classifiers, on the weighted pair (weights from G's gradients)
         losses = self.losses(model, xs, ys, xt, progress, tasks)
-        partial_step(model, optimizers, losses, heads.parameters(), engine, generator)
+        partial_step(model, optimizers, losses, heads.parameters(), engine, self.gradient_space(model))
         # C: the generator, num_k times
         for _ in range(self.config["num_k"]):
             t1, t2 = heads.all(domain_features(model, xs, xt, "target", joint))

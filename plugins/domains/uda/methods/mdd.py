@@ -7,7 +7,7 @@ from torch import nn
 
 from mtl_platform.params import Param
 
-from .contract import UDAMethod, source_and_target_features
+from .contract import UDAMethod, gradient_space_param, source_and_target_features
 from .gradient_reversal import grl_coefficient, reverse_gradient
 
 
@@ -25,7 +25,9 @@ class MDD(UDAMethod):
     maximises the disparity d = E_t[dis] − γ E_s[dis] (Zhang et al. 2019, Eq. 8–9) — while G,
     through R, minimises d. R's coefficient ramps to ``grl_high`` (tllib: 0.1). L_cls =
     CE(F(f_s), y_s). The GH paper never combined MDD with GH (spec §1.7); a weighting
-    harmonises (L_align, L_cls) over G, the base network up to the adversarial classifier.
+    harmonises (L_align, L_cls) by default over the base network up to the adversarial
+    classifier, G and F (DESIGN.md §3.3). L_align does not reach F (ŷ carries no gradient), so
+    F adds only to ‖g_cls‖.
     """
 
     name = "mdd"
@@ -37,6 +39,8 @@ class MDD(UDAMethod):
         Param("gamma", float, 10.0, "steepness of the reversal schedule", bounds="[0, inf)"),
         Param("classifier", str, "linear", "the classifier F: linear, or mlp (the adversarial classifier's form)",
               choices=("linear", "mlp")),
+        gradient_space_param("base_network", "the base network up to the adversarial classifier, as CDAN's; "
+                             "the GH paper never combined MDD with GH"),
     )
 
     def classification_head(self, features, num_classes):
