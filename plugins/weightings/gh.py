@@ -1,5 +1,4 @@
 """Gradient Harmonization (Huang, Song, Zhang, IEEE TPAMI 2024), loss-weight form Eq. 42."""
-import math
 
 import torch
 
@@ -74,7 +73,7 @@ class GH(Weighting):
     def __init__(self, tasks, eps=0.0, tau_max=None, **params):
         super().__init__(tasks, eps=eps, tau_max=tau_max, **params)
         self.eps = float(eps)
-        self.tau_max = upper_bound("gh", tau_max)
+        self.tau_max = upper_bound(tau_max)
 
     def weights(self, losses, gram=None, **computed):
         if gram is None:
@@ -83,15 +82,9 @@ class GH(Weighting):
         return tau if self.tau_max is None else tau.clamp(max=self.tau_max)
 
 
-def upper_bound(name: str, tau_max) -> float | None:
-    """``tau_max`` as a float in [1, ∞), or None (off); one line otherwise (a direct call; the config
-    checks the minimum itself)."""
-    if tau_max is None:
-        return None
-    value = float(tau_max)
-    if not 1.0 <= value < math.inf:
-        raise UserError(f"{name}: tau_max must be a finite number >= 1 (or null), got {tau_max!r}")
-    return value
+def upper_bound(tau_max) -> float | None:
+    """``tau_max`` as a float, or None (off); its range [1, ∞) is checked by the declared bounds."""
+    return None if tau_max is None else float(tau_max)
 
 
 @hookimpl

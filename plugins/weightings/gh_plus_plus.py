@@ -119,7 +119,7 @@ class GHPlusPlus(Weighting):
         self.clamp_nonnegative = bool(clamp_nonnegative)
         if not self.clamp_nonnegative and (self.rotate or self.lam < 1 / 3):
             self.promises = ()
-        self.tau_max = upper_bound("gh_plus_plus", tau_max)
+        self.tau_max = upper_bound(tau_max)
         self.register_buffer("rank", order_rank(self.tasks, priority, "cpu"), persistent=False)
 
     def weights(self, losses, gram=None, **computed):
