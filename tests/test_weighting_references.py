@@ -51,6 +51,13 @@ def distance_sq(gram, w, ref):
     return float(diff @ gram @ diff)
 
 
+def cases(kind):
+    """Every (dtype, m, Jacobian) of a family: both dtypes, m = 2..10."""
+    for dtype in DTYPES:
+        for m in TASK_COUNTS:
+            yield dtype, m, hard_jacobian(kind, m, dtype)
+
+
 # -- MGDA: the min-norm point of the hull, by enumerating supports ---------------------------------
 def min_norm_by_supports(gram):
     m = len(gram)
@@ -78,16 +85,14 @@ def min_norm_by_supports(gram):
 
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_mgda_is_the_exact_min_norm_point(kind):
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            gram = gram_of(jac)
-            w, ref = answer(MGDA(tasks(m)), jac), min_norm_by_supports(gram)
-            scale = gram.diagonal().max() + 1e-300
-            # for points d of the hull, ‖d‖² − ‖d*‖² ≥ ‖d − d*‖²: the excess bounds the distance
-            excess = w @ gram @ w - ref @ gram @ ref
-            assert excess <= 1e-10 * scale, (kind, m, dtype, excess / scale)
-            assert distance_sq(gram, w, ref) <= 1e-9 * scale, (kind, m, dtype)
+    for dtype, m, jac in cases(kind):
+        gram = gram_of(jac)
+        w, ref = answer(MGDA(tasks(m)), jac), min_norm_by_supports(gram)
+        scale = gram.diagonal().max() + 1e-300
+        # for points d of the hull, ‖d‖² − ‖d*‖² ≥ ‖d − d*‖²: the excess bounds the distance
+        excess = w @ gram @ w - ref @ gram @ ref
+        assert excess <= 1e-10 * scale, (kind, m, dtype, excess / scale)
+        assert distance_sq(gram, w, ref) <= 1e-9 * scale, (kind, m, dtype)
 
 
 # -- UPGrad: each projection onto the dual cone by NNLS ----------------------------------------------
@@ -114,13 +119,11 @@ def upgrad_by_nnls(gram):
 
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_upgrad_is_the_mean_of_the_exact_projections(kind):
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            gram = gram_of(jac)
-            w, ref = answer(UPGrad(tasks(m)), jac), upgrad_by_nnls(gram)
-            scale = gram.diagonal().max() + 1e-300
-            assert distance_sq(gram, w, ref) <= 1e-12 * scale, (kind, m, dtype, distance_sq(gram, w, ref) / scale)
+    for dtype, m, jac in cases(kind):
+        gram = gram_of(jac)
+        w, ref = answer(UPGrad(tasks(m)), jac), upgrad_by_nnls(gram)
+        scale = gram.diagonal().max() + 1e-300
+        assert distance_sq(gram, w, ref) <= 1e-12 * scale, (kind, m, dtype, distance_sq(gram, w, ref) / scale)
 
 
 # -- Nash-MTL: the bargaining system Gα = 1/α by a root finder ----------------------------------------
@@ -163,16 +166,14 @@ NASH_STATIONARY = ("all_zero", "near_opposite", "exactly_opposite", "rank_defici
 @pytest.mark.parametrize("kind", NASH_SOLVABLE)
 def test_nash_mtl_direction_is_the_exact_bargaining_solution(kind):
     assert set(NASH_SOLVABLE) | set(NASH_STATIONARY) == set(FAMILIES)
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            gram = gram_of(jac)
-            ref = nash_by_root(gram)
-            assert ref is not None, (kind, m, dtype)
-            w = answer(NashMTL(tasks(m), max_norm=0.0), jac)
-            assert directions_agree(gram, w, ref) <= 1e-7, (kind, m, dtype, directions_agree(gram, w, ref))
-            norm_ratio = np.sqrt((w @ gram @ w) / (ref @ gram @ ref))
-            assert abs(norm_ratio - 1) <= 1e-6, (kind, m, dtype, norm_ratio)
+    for dtype, m, jac in cases(kind):
+        gram = gram_of(jac)
+        ref = nash_by_root(gram)
+        assert ref is not None, (kind, m, dtype)
+        w = answer(NashMTL(tasks(m), max_norm=0.0), jac)
+        assert directions_agree(gram, w, ref) <= 1e-7, (kind, m, dtype, directions_agree(gram, w, ref))
+        norm_ratio = np.sqrt((w @ gram @ w) / (ref @ gram @ ref))
+        assert abs(norm_ratio - 1) <= 1e-6, (kind, m, dtype, norm_ratio)
 
 
 @pytest.mark.parametrize("spread", [0, 2, 4, 6, 8, 10, 12])
@@ -219,20 +220,18 @@ def cagrad_by_slsqp(gram, c):
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_cagrad_reaches_the_optimal_worst_task_improvement(kind):
     c = 0.4
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            gram = gram_of(jac)
-            w = answer(CAGrad(tasks(m), c=c, rescale=0), jac)
-            ref = cagrad_by_slsqp(gram, c)
-            scale = gram.diagonal().mean() + 1e-300
-            ours, theirs = (gram @ w).min(), (gram @ ref).min()        # min_i g_iᵀd, the primal objective
-            # ours may beat SLSQP's (a local solver); it must never fall short of it
-            assert ours >= theirs - 1e-7 * scale, (kind, m, dtype, (theirs - ours) / scale)
-            # and d stays in the ball ‖d − g₀‖ ≤ c‖g₀‖
-            g0 = np.full(m, 1 / m)
-            radius_sq = c ** 2 * (g0 @ gram @ g0)
-            assert distance_sq(gram, w, g0) <= radius_sq * (1 + 1e-9) + 1e-12 * scale, (kind, m, dtype)
+    for dtype, m, jac in cases(kind):
+        gram = gram_of(jac)
+        w = answer(CAGrad(tasks(m), c=c, rescale=0), jac)
+        ref = cagrad_by_slsqp(gram, c)
+        scale = gram.diagonal().mean() + 1e-300
+        ours, theirs = (gram @ w).min(), (gram @ ref).min()        # min_i g_iᵀd, the primal objective
+        # ours may beat SLSQP's (a local solver); it must never fall short of it
+        assert ours >= theirs - 1e-7 * scale, (kind, m, dtype, (theirs - ours) / scale)
+        # and d stays in the ball ‖d − g₀‖ ≤ c‖g₀‖
+        g0 = np.full(m, 1 / m)
+        radius_sq = c ** 2 * (g0 @ gram @ g0)
+        assert distance_sq(gram, w, g0) <= radius_sq * (1 + 1e-9) + 1e-12 * scale, (kind, m, dtype)
 
 
 # -- IMTL-G: the paper's closed form -------------------------------------------------------------------
@@ -250,16 +249,14 @@ def imtl_closed_form(jac):
 def test_imtl_meets_its_conditions_exactly(kind):
     """IMTL-G's defining conditions, Σα = 1 and equal projections d·u_t, on every family with
     linearly independent gradients (a zero gradient is ignored)."""
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            j = jac.double().numpy()
-            norms = np.linalg.norm(j, axis=1)
-            alive = norms > 0
-            w = answer(IMTL(tasks(m)), jac)
-            proj = (j[alive] / norms[alive, None]) @ (w @ j)
-            assert abs(w.sum() - 1) <= 1e-12 and (w[~alive] == 0).all(), (kind, m, dtype, w)
-            assert np.ptp(proj) <= 1e-9 * np.abs(proj).max(), (kind, m, dtype, proj)
+    for dtype, m, jac in cases(kind):
+        j = jac.double().numpy()
+        norms = np.linalg.norm(j, axis=1)
+        alive = norms > 0
+        w = answer(IMTL(tasks(m)), jac)
+        proj = (j[alive] / norms[alive, None]) @ (w @ j)
+        assert abs(w.sum() - 1) <= 1e-12 and (w[~alive] == 0).all(), (kind, m, dtype, w)
+        assert np.ptp(proj) <= 1e-9 * np.abs(proj).max(), (kind, m, dtype, proj)
 
 
 @pytest.mark.parametrize("kind", ("random", "huge", "tiny"))
@@ -267,13 +264,11 @@ def test_imtl_equals_the_papers_closed_form(kind):
     """The closed form needs an invertible DUᵀ and loses digits when norms differ widely (on
     the spread family it misses the equal projections by 1e-4, where IMTL meets them to 1e-15):
     families of one norm scale only."""
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            w, ref = answer(IMTL(tasks(m)), jac), imtl_closed_form(jac)
-            gram = gram_of(jac)
-            rel = distance_sq(gram, w, ref) / max(ref @ gram @ ref, 1e-300)
-            assert rel <= 1e-16, (kind, m, dtype, rel)
+    for dtype, m, jac in cases(kind):
+        w, ref = answer(IMTL(tasks(m)), jac), imtl_closed_form(jac)
+        gram = gram_of(jac)
+        rel = distance_sq(gram, w, ref) / max(ref @ gram @ ref, 1e-300)
+        assert rel <= 1e-16, (kind, m, dtype, rel)
 
 
 # -- Aligned-MTL: from the SVD of the Jacobian ------------------------------------------------------
@@ -287,10 +282,8 @@ def aligned_by_svd(jac):
 
 @pytest.mark.parametrize("kind", FULL_RANK)
 def test_aligned_mtl_equals_the_svd_construction(kind):
-    for dtype in DTYPES:
-        for m in TASK_COUNTS:
-            jac = hard_jacobian(kind, m, dtype)
-            w, ref = answer(AlignedMTL(tasks(m)), jac), aligned_by_svd(jac)
-            gram = gram_of(jac)
-            rel = distance_sq(gram, w, ref) / max(ref @ gram @ ref, 1e-300)
-            assert rel <= 1e-12, (kind, m, dtype, rel)
+    for dtype, m, jac in cases(kind):
+        w, ref = answer(AlignedMTL(tasks(m)), jac), aligned_by_svd(jac)
+        gram = gram_of(jac)
+        rel = distance_sq(gram, w, ref) / max(ref @ gram @ ref, 1e-300)
+        assert rel <= 1e-12, (kind, m, dtype, rel)
