@@ -30,6 +30,11 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
         Param("gramian_dtype", str, "float64", "dtype task Gramians are accumulated in: float64 (exact for "
               "float32 gradients) or native (the gradients' own, faster on the CPU, but indefinite near "
               "stationary points)", choices=("float64", "native")),
+        Param("gramian_path", str, "auto", "how param mode forms a Gramian-only weighting's Gramian: from the "
+              "per-task Jacobian (m x P in memory), accumulated module by module without it, or auto: "
+              "accumulated when the Jacobian would exceed jacobian_limit_mb", choices=("auto", "jacobian", "accumulate")),
+        Param("jacobian_limit_mb", float, 512.0, "auto: the largest per-task Jacobian (MiB) the engine forms",
+              bounds="(0, inf)"),
     ),
     "optimizer": (
         Param("name", str, "adam", "optimizer", choices=("sgd", "adam", "adamw")),

@@ -82,6 +82,8 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
     engine = GradientEngine(model, weighting, domain.task_names, config["gradients"]["mode"],
                             diagnostics_every=config["gradients"]["diagnostics_every"], scaler=scaler,
                             gramian_dtype=config["gradients"]["gramian_dtype"],
+                            gramian_path=config["gradients"]["gramian_path"],
+                            jacobian_limit_mb=config["gradients"]["jacobian_limit_mb"],
                             accumulate=train["accumulate"])
     groups = None
     if config["optimizer"]["lr_mult"]:

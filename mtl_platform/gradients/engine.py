@@ -52,26 +52,13 @@ from torch import Tensor, nn
 
 from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
-from .combine import GRAMIAN_DTYPES, combined_gradient, form, gramian, needed
+from .accumulate import GramianAccumulator
+from .combine import GRAMIAN_DTYPES, form, gramian
 from .jacobian import task_jacobian
+from .spaces import AccumulatedSpace, ExplicitSpace, JacobianSpace, RepSpace
 
 MODES = ("param", "rep")
-
-
-def _add_grad(param: Tensor, grad: Tensor) -> None:
-    grad = grad.view_as(param).to(param.dtype)
-    if param.grad is None:
-        param.grad = grad.clone()
-    else:
-        param.grad.add_(grad)
-
-
-def _scatter(params: Sequence[Tensor], flat: Tensor) -> None:
-    offset = 0
-    for p in params:
-        n = p.numel()
-        _add_grad(p, flat[offset:offset + n])
-        offset += n
+GRAMIAN_PATHS = ("auto", "jacobian", "accumulate")
 
 
 class GradientEngine:
@@ -79,12 +66,17 @@ class GradientEngine:
 
     def __init__(self, model: nn.Module, weighting: Weighting, tasks: Sequence[str], mode: str = "param",
                  diagnostics_every: int = 0, echo=None, scaler=None, accumulate: int = 1,
-                 gramian_dtype: str = "float64"):
+                 gramian_dtype: str = "float64", gramian_path: str = "auto", jacobian_limit_mb: float = 512):
         if mode not in MODES:
             raise UserError(f"gradients.mode: got {mode!r}, allowed: {', '.join(MODES)}")
         if gramian_dtype not in GRAMIAN_DTYPES:
             raise UserError(f"gradients.gramian_dtype: got {gramian_dtype!r}, allowed: {', '.join(GRAMIAN_DTYPES)}")
+        if gramian_path not in GRAMIAN_PATHS:
+            raise UserError(f"gradients.gramian_path: got {gramian_path!r}, allowed: {', '.join(GRAMIAN_PATHS)}")
         self.gramian_dtype = gramian_dtype
+        self.gramian_path = gramian_path
+        self.jacobian_limit_mb = float(jacobian_limit_mb)
+        self.jacobian_buffer: Tensor | None = None  # the m × P buffer of JacobianSpace, kept across steps
         self.model = model
         self.weighting = weighting
         self.tasks = list(tasks)
@@ -99,6 +91,7 @@ class GradientEngine:
         self.steps = 0
         self.diagnostics: list[tuple[int, Tensor]] = []  # (step, flat values on the device)
         self._said: set[str] = set()
+        self.accumulator = self._accumulator_for(weighting)
 
     # -- helpers -------------------------------------------------------------------------
     def say_once(self, message: str) -> None:
@@ -137,6 +130,47 @@ class GradientEngine:
             return "param"
         return "rep"
 
+    def _accumulator_for(self, weighting: Weighting) -> GramianAccumulator | None:
+        """Module-wise Gramian accumulation (``gradients.gramian_path``) for a weighting that needs
+        only Gramians in ``param`` mode: always with ``accumulate``; with ``auto`` when the m × P
+        Jacobian of the model's trainable parameters would exceed ``jacobian_limit_mb``. Decided
+        once, when the engine is built (the forward hooks must see the first forward)."""
+        self._path_note = None
+        if weighting.needs not in (Needs.GRAMIAN, Needs.BLOCK_GRAMIANS) or (weighting.mode or self.mode) != "param":
+            return None
+        if self.gramian_path == "jacobian" or not self.shared():
+            return None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        size_mb = len(self.tasks) * sum(p.numel() * p.element_size() for p in params) / 2 ** 20
+        if self.gramian_path == "auto" and size_mb <= self.jacobian_limit_mb:
+            self._path_note = (f"gradients: task Gramian from the per-task Jacobian ({size_mb:.0f} MiB, within "
+                               f"gradients.jacobian_limit_mb {self.jacobian_limit_mb:g})")
+            return None
+        blocks = (self.model.parameter_blocks() if weighting.needs is Needs.BLOCK_GRAMIANS
+                  and hasattr(self.model, "parameter_blocks") else [self.shared()])
+        why = ("gradients.gramian_path: accumulate" if self.gramian_path == "accumulate" else
+               f"the {len(self.tasks)} x P Jacobian would take {size_mb:.0f} MiB > gradients.jacobian_limit_mb "
+               f"{self.jacobian_limit_mb:g}")
+        self._path_note = f"gradients: task Gramian accumulated module by module, no Jacobian ({why})"
+        return GramianAccumulator(self.model, blocks)
+
+    def _space_for(self, weighting: Weighting, params):
+        """The gradient space of this call (see ``spaces``)."""
+        mode = self._mode_for(weighting, params)
+        if mode == "rep":
+            return RepSpace(self.model.rep, self.gramian_dtype)
+        if params is not None:
+            return ExplicitSpace(params, self.gramian_dtype)
+        shared = self.shared()
+        space_ids = {id(p) for p in shared}
+        others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in space_ids]
+        if self.accumulator is not None and weighting is self.weighting:
+            self.say_once(self._path_note)
+            return AccumulatedSpace(self.accumulator, others, self.gramian_dtype, self.block_sizes())
+        if self._path_note and weighting is self.weighting:
+            self.say_once(self._path_note)
+        return JacobianSpace(shared, others, self.block_sizes(), self.gramian_dtype, self)
+
     # -- the call -------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
                  weighting: Weighting | None = None) -> Tensor:
@@ -145,8 +179,12 @@ class GradientEngine:
         if vector.dtype in (torch.float16, torch.bfloat16):
             vector = vector.float()
         # Gramians, solvers and weights in full precision, even inside the trainer's autocast.
-        with torch.autocast(vector.device.type, enabled=False):
-            return self._backward(vector, params, weighting or self.weighting)
+        try:
+            with torch.autocast(vector.device.type, enabled=False):
+                return self._backward(vector, params, weighting or self.weighting)
+        finally:
+            if self.accumulator is not None:
+                self.accumulator.clear()  # the module outputs of this forward are used up
 
     def _backward(self, vector: Tensor, params, weighting: Weighting) -> Tensor:
         detached = vector.detach()
@@ -167,7 +205,7 @@ class GradientEngine:
             answer = weighting.respond(detached).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
             if diagnose and self.shared():
-                self.record(answer, self._jacobian(vector, amp, self.shared()))
+                self.record(answer, gramian(self._jacobian(vector, amp, self.shared()), self.gramian_dtype))
             computed: dict = {}
         else:
             answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose)
@@ -181,46 +219,19 @@ class GradientEngine:
     def _jacobian(vector: Tensor, amp, inputs) -> Tensor:
         """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
         if amp is None:
-            return task_jacobian(vector, inputs)
-        return task_jacobian(vector * amp, inputs) / amp
+            return task_jacobian(vector, inputs, batched=None)
+        return task_jacobian(vector * amp, inputs, batched=None) / amp
 
     def _gradient_path(self, weighting, vector, amp, apply, params, diagnose):
         m = vector.shape[0]
-        mode = self._mode_for(weighting, params)
-        if mode == "rep":
-            z = self.model.rep
-            jac = self._jacobian(vector, amp, [z])
-            computed = needed(weighting.needs, jac, precision=self.gramian_dtype)
-            answer = weighting.respond(vector.detach(), **computed).detach()
-            combined = combined_gradient(answer, jac, needs=weighting.needs)
-            coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
-            injected = ((combined - coeff @ jac) * apply).view_as(z)
-            torch.autograd.backward([(coeff * vector * apply).sum(), z], [None, injected])
-        elif params is None:
-            space = self.shared()
-            space_ids = {id(p) for p in space}
-            others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in space_ids]
-            full = self._jacobian(vector, amp, space + others)
-            n = sum(p.numel() for p in space)
-            jac, rest = full[:, :n], full[:, n:]
-            sizes = self.block_sizes()
-            computed = needed(weighting.needs, jac, sizes, self.gramian_dtype)
-            answer = weighting.respond(vector.detach(), **computed).detach()
-            combined = combined_gradient(answer, jac, sizes, weighting.needs)
-            coeff = self._coefficients(weighting, answer, m, n, len(sizes), vector)
-            _scatter(space, combined * apply)
-            _scatter(others, (coeff.to(rest.dtype) @ rest) * apply)
-        else:
-            space = [p for p in params if p.requires_grad]
-            jac = self._jacobian(vector, amp, space)
-            computed = needed(weighting.needs, jac, precision=self.gramian_dtype)
-            answer = weighting.respond(vector.detach(), **computed).detach()
-            combined = combined_gradient(answer, jac, needs=weighting.needs)
-            coeff = self._coefficients(weighting, answer, m, jac.shape[1], 1, vector)
-            (coeff * vector * apply).sum().backward()
-            _scatter(space, (combined - coeff.to(jac.dtype) @ jac) * apply)
+        space = self._space_for(weighting, params)
+        computed = space.compute(vector, amp, weighting.needs)
+        answer = weighting.respond(vector.detach(), **computed).detach()
+        p, blocks = space.size()
+        coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
+        space.apply(answer, coeff, apply)
         if diagnose:
-            self.record(answer, jac)
+            self.record(answer, space.gram())
         return answer, computed
 
     def step(self, optimizers: Sequence[torch.optim.Optimizer]) -> bool:
@@ -255,10 +266,10 @@ class GradientEngine:
         return torch.ones(m, dtype=like.dtype, device=like.device)
 
     # -- diagnostics -----------------------------------------------------------------------
-    def record(self, answer: Tensor, jac: Tensor) -> None:
+    def record(self, answer: Tensor, gram: Tensor) -> None:
         """Keep this step's conflict fraction, gradient norms, pairwise cosines and task weights
-        as one flat tensor on the device (NaN weights where the answer is not task weights)."""
-        gram = gramian(jac, self.gramian_dtype)
+        (from the task Gramian ``gram``) as one flat tensor on the device (NaN weights where the
+        answer is not task weights)."""
         m = gram.shape[0]
         norms = gram.diagonal().clamp_min(0).sqrt()
         scale = norms[:, None] * norms[None, :]

@@ -1,11 +1,20 @@
-"""Per-task gradients as one (m × P) Jacobian, by batched vector–Jacobian products
-(DESIGN.md §8): one ``autograd.grad`` call with ``is_grads_batched=True`` backpropagates
-all m rows of the identity at once (vmap over the backward). Where an operator has no
-batching rule, it falls back to a loop of m backward passes. The parameter order is the
-order of ``inputs``; a parameter a task does not reach gets zeros. Nothing leaves the device.
+"""Per-task gradients as one (m × P) Jacobian (DESIGN.md §8).
+
+Two ways, the same numbers: a loop of m ``autograd.grad`` calls (one backward pass per task,
+the floor of any per-task method), or one batched vector–Jacobian product
+(``is_grads_batched=True``: vmap over the backward). On the CPU the loop measured faster
+(ResNet-18, one thread: 293 against 268 ms at m = 2, but the batched VJP's extra cost grows
+with the model; bench/RESULTS.md), on CUDA the batched VJP; ``batched=None`` picks by device.
+Where an operator has no batching rule, the batched form falls back to the loop.
+
+Rows are written straight into ``out`` when given (the engine keeps one buffer across steps:
+a fresh m × P tensor each step cost more than the backward passes themselves on the CPU,
+where a large allocation is page-faulted in on first touch). The parameter order is the order
+of ``inputs``; a parameter a task does not reach gets zeros. Nothing leaves the device.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -18,28 +27,52 @@ def _flatten(grads: Sequence[Tensor], lead: int) -> Tensor:
     return torch.cat([g.reshape(lead, -1) for g in grads], dim=1)
 
 
+def _write_row(row: Tensor, grads: Sequence[Tensor | None], sizes: Sequence[int]) -> None:
+    offset = 0
+    for g, n in zip(grads, sizes):
+        if g is None:
+            row[offset:offset + n].zero_()
+        else:
+            row[offset:offset + n].copy_(g.reshape(-1))
+        offset += n
+
+
 def task_jacobian(losses: Tensor, inputs: Sequence[Tensor], *, retain_graph: bool = True,
-                  batched: bool = True) -> Tensor:
-    """The Jacobian of the loss vector (m,) w.r.t. ``inputs``, flattened to (m, Σ numel)."""
+                  batched: bool | None = True, out: Tensor | None = None) -> Tensor:
+    """The Jacobian of the loss vector (m,) w.r.t. ``inputs``, flattened to (m, Σ numel).
+
+    ``batched``: True (one batched VJP), False (a loop of m backward passes) or None (the
+    faster for the device: the loop on the CPU). ``out``: an (m, Σ numel) buffer to fill.
+    """
     m = losses.shape[0]
     inputs = list(inputs)
+    if batched is None:
+        batched = losses.device.type != "cpu"
     if batched and m > 1:
         eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
         try:
             grads = torch.autograd.grad(losses, inputs, grad_outputs=eye, retain_graph=True,
                                         is_grads_batched=True, allow_unused=True, materialize_grads=True)
-            return _flatten(grads, m)
+            if out is None:
+                return _flatten(grads, m)
+            offset = 0
+            for g in grads:
+                n = g[0].numel()
+                out[:, offset:offset + n].copy_(g.reshape(m, -1))
+                offset += n
+            return out
         except RuntimeError as exc:  # an operator without a batching rule
             key = str(exc).splitlines()[0][:200]
             if key not in _BATCHING_FAILED:
                 _BATCHING_FAILED.add(key)
-                import warnings
-
                 warnings.warn(f"batched per-task gradients unavailable ({key}); using a loop of "
                               f"{m} backward passes", RuntimeWarning, stacklevel=2)
-    rows = []
+    sizes = [p.numel() for p in inputs]
+    if out is None:
+        out = torch.empty(m, sum(sizes), dtype=inputs[0].dtype if inputs else losses.dtype,
+                          device=losses.device)
     for i in range(m):
         grads = torch.autograd.grad(losses[i], inputs, retain_graph=retain_graph or i < m - 1,
-                                    allow_unused=True, materialize_grads=True)
-        rows.append(torch.cat([g.reshape(-1) for g in grads]))
-    return torch.stack(rows)
+                                    allow_unused=True)
+        _write_row(out[i], grads, sizes)
+    return out

@@ -1,0 +1,275 @@
+"""The task Gramian G = J Jᵀ of a model's shared parameters, without the m × P Jacobian
+(issue 16; the idea of TorchJD's ``autogram``, Algorithm 3 of Quinton & Rey, "Jacobian Descent
+for Multi-Objective Optimization", 2024, here over tasks instead of samples).
+
+J's columns split by the module that owns each parameter: G = Σ_k J_k J_kᵀ, where J_k holds
+the m task gradients of module k's own parameters. Forward hooks keep the input and the output
+of every call of such a module. Then:
+
+1. per task t, one backward pass of L_t down to those outputs only gives U_t = ∂L_t/∂y for
+   every call (autograd skips the parameters' own gradients: nothing asks for them);
+2. per module, its block of G: for a linear or convolution layer in closed form from its
+   inputs X and the U_t (∇_W L_t = U_tᵀ X; with fewer positions than weights, through the
+   R × R kernel X Xᵀ without forming the gradients); for any other module, J_k by local
+   backward passes from its output to its own parameters, freed once its Gramian is added;
+3. after the weighting has answered with weights w (or per-block weights), the combined
+   gradient Σ_t w_t ∇L_t of each module from Σ_t w_t U_t, the same way.
+
+What is held: m × (the modules' outputs) and, one module at a time, at most m × P_k, instead
+of m × P. The backward passes are the floor's (one per task), split in two halves.
+
+The one assumption: a module's own parameters are used only inside its own ``forward`` (true
+of torch.nn's layers and of every built-in architecture; ``tests/test_gramian_accumulation.py``
+checks G against J Jᵀ for each). Parameters that break it visibly — owned by two modules
+(tied), of a module whose output is not one tensor, or of a module not called through
+``__call__`` in this step — are handled exactly, as columns of an explicit Jacobian.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .combine import gramian, working_dtype
+from .jacobian import _write_row
+
+
+class _Unit:
+    """A module that owns shared parameters directly, and the outputs of its calls this step."""
+
+    __slots__ = ("module", "params", "blocks", "calls", "whole", "kernel")
+
+    def __init__(self, module: nn.Module, params: list[Tensor], blocks: list[int]):
+        self.module = module
+        self.params = params
+        self.blocks = blocks  # the parameter block of each parameter
+        self.calls: list[tuple[Tensor, Tensor]] = []  # (input, output) of each call
+        self.whole = True  # False once a call returned something other than one tensor
+        self.kernel = _has_kernel(module) and all(
+            any(p is q for q in (module.weight, module.bias)) for p in params)
+
+
+class GramianAccumulator:
+    """Per-module accumulation of the task Gramian over ``space`` (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, blocks: Sequence[Sequence[Tensor]]):
+        """``blocks``: the gradient space as parameter blocks (one block: the plain Gramian)."""
+        blocks = [[p for p in b if p.requires_grad] for b in blocks]
+        blocks = [b for b in blocks if b]
+        self.space = [p for b in blocks for p in b]
+        block_of = {id(p): i for i, b in enumerate(blocks) for p in b}
+        self.n_blocks = max(len(blocks), 1)
+        in_space = {id(p) for p in self.space}
+        owners: dict[int, int] = {}
+        for module in model.modules():
+            for p in module.parameters(recurse=False):
+                owners[id(p)] = owners.get(id(p), 0) + 1
+        self.units: list[_Unit] = []
+        owned: set[int] = set()
+        for module in model.modules():
+            mine = [p for p in module.parameters(recurse=False)
+                    if id(p) in in_space and owners[id(p)] == 1 and id(p) not in owned]
+            if mine:
+                unit = _Unit(module, mine, [block_of.get(id(p), 0) for p in mine])
+                owned.update(id(p) for p in mine)
+                self.units.append(unit)
+                module.register_forward_hook(self._recorder(unit))
+        self.tied = [p for p in self.space if id(p) not in owned]
+        self.armed = True
+
+    def _recorder(self, unit: _Unit):
+        def hook(module, args, output):
+            if not (self.armed and torch.is_grad_enabled()):
+                return
+            if isinstance(output, Tensor):
+                if output.requires_grad:
+                    unit.calls.append((args[0] if args and isinstance(args[0], Tensor) else None, output))
+            else:
+                unit.whole = False
+        return hook
+
+    def clear(self) -> None:
+        for unit in self.units:
+            unit.calls = []
+
+    def _block_gram(self, grams: Tensor, jac: Tensor, blocks: Sequence[int], sizes: Sequence[int],
+                    precision: str) -> None:
+        offset = 0
+        for b, n in zip(blocks, sizes):
+            grams[b] += gramian(jac[:, offset:offset + n], precision)
+            offset += n
+
+    def _closed_form(self, unit: _Unit) -> bool:
+        """Whether the unit's task gradients have the closed form U_tᵀ X this step (a linear or
+        convolution layer whose every call saw one 4-D / N-D input)."""
+        return unit.kernel and all(x is not None and (x.dim() == 4 or not _is_conv(unit.module))
+                                   for x, _ in unit.calls)
+
+    def _usable(self, unit: _Unit) -> bool:
+        """Accumulated this step: called, one tensor out, and either the closed form or a
+        single call (a local backward from the output of a second call would run on into the
+        first call's use of the same parameters)."""
+        return bool(unit.calls) and unit.whole and (len(unit.calls) == 1 or self._closed_form(unit))
+
+    @staticmethod
+    def _rows(unit: _Unit, upstream: Sequence[Tensor], work) -> tuple[Tensor, Tensor]:
+        """X (R, fan_in) and U (m, R, out) of all the unit's calls, stacked along R:
+        ∇_W L_t = Σ_c U_{t,c}ᵀ X_c = U_tᵀ X, so cross-call terms are kept."""
+        rows = torch.cat([_input_rows(unit.module, x.detach()).to(work) for x, _ in unit.calls])
+        grad_rows = torch.cat([_output_rows(unit.module, up).to(work) for up in upstream], dim=1)
+        return rows, grad_rows
+
+    def _closed_form_gram(self, grams: Tensor, unit: _Unit, upstream: Sequence[Tensor], precision: str,
+                          dtype) -> None:
+        """Gramian of a linear or convolution layer's task gradients ∇_W L_t = U_tᵀ X and
+        ∇_b L_t = U_tᵀ 1. With fewer positions R than parameters (R² < P_k) without forming
+        them: ⟨∇_W L_s, ∇_W L_t⟩ = Σ_{r,r'} (X Xᵀ)_{rr'} (U_s U_tᵀ)_{rr'}, and 1 1ᵀ in place of
+        X Xᵀ for b; otherwise from the m gradients U_tᵀ X, formed one layer at a time."""
+        module = unit.module
+        work = dtype if precision == "native" else grams.dtype
+        rows, grad_rows = self._rows(unit, upstream, work)
+        summed = grad_rows.sum(1)                                        # (m, out): ∇_b L_t
+        bias_gram = summed @ summed.T
+        if rows.shape[0] ** 2 < module.weight.numel():
+            mixed = torch.matmul(rows @ rows.T, grad_rows)               # (m, R, out)
+            weight_gram = torch.einsum("sro,tro->st", grad_rows, mixed)
+        else:
+            grads = torch.matmul(grad_rows.transpose(1, 2).to(dtype), rows.to(dtype))  # (m, out, fan_in)
+            weight_gram = gramian(grads.reshape(grads.shape[0], -1), precision).to(work)
+        for p, b in zip(unit.params, unit.blocks):
+            grams[b] += (weight_gram if p is module.weight else bias_gram).to(grams.dtype)
+
+    def _local_gram(self, grams: Tensor, unit: _Unit, output: Tensor, upstream: Tensor, precision: str) -> None:
+        """Any other single-call module: J_k row by row by local backward passes from its output
+        to its own parameters, then its Gramian; J_k is freed."""
+        m = upstream.shape[0]
+        sizes = [p.numel() for p in unit.params]
+        jac = torch.zeros(m, sum(sizes), dtype=unit.params[0].dtype, device=upstream.device)
+        for t in range(m):
+            grads = torch.autograd.grad(output, unit.params, upstream[t], retain_graph=True, allow_unused=True)
+            _write_row(jac[t], grads, sizes)
+        self._block_gram(grams, jac, unit.blocks, sizes, precision)
+
+    def compute(self, losses: Tensor, others: Sequence[Tensor], precision: str = "float64",
+                amp: Tensor | None = None, buffer: Tensor | None = None):
+        """Per-block Gramians (n_blocks, m, m) of the true losses over the space. The parameters
+        outside the space (``others``) and the space's parameters that cannot be accumulated
+        this step get explicit Jacobian rows. Returns ``(grams, state)`` for ``apply``."""
+        m = losses.shape[0]
+        scaled = losses * amp if amp is not None else losses
+        live = [u for u in self.units if self._usable(u)]
+        explicit = [p for u in self.units if not self._usable(u) for p in u.params] + self.tied
+        outputs = [y for u in live for _, y in u.calls]
+        rows_params = explicit + list(others)
+        sizes = [p.numel() for p in rows_params]
+        dtype = self.space[0].dtype if self.space else losses.dtype
+        if buffer is None or buffer.shape != (m, sum(sizes)) or buffer.dtype != dtype:
+            buffer = torch.empty(m, sum(sizes), dtype=dtype, device=losses.device)
+        upstream = [torch.zeros((m, *y.shape), dtype=y.dtype, device=y.device) for y in outputs]
+        inputs = outputs + rows_params
+        for t in range(m):  # the floor's backward passes, down to the modules' outputs only
+            grads = torch.autograd.grad(scaled[t], inputs, retain_graph=True, allow_unused=True)
+            for store, g in zip(upstream, grads[:len(outputs)]):
+                if g is not None:
+                    store[t].copy_(g)
+            _write_row(buffer[t], grads[len(outputs):], sizes)
+        if amp is not None:
+            for store in upstream:
+                store.div_(amp)
+            buffer.div_(amp)
+        grams = torch.zeros(self.n_blocks, m, m, dtype=dtype if precision == "native" else working_dtype(buffer),
+                            device=losses.device)
+        k = 0
+        with torch.no_grad():
+            for unit in live:
+                ups = upstream[k:k + len(unit.calls)]
+                if self._closed_form(unit):
+                    self._closed_form_gram(grams, unit, ups, precision, dtype)
+                else:
+                    with torch.enable_grad():
+                        self._local_gram(grams, unit, outputs[k], ups[0], precision)
+                k += len(unit.calls)
+            block_of = {id(p): b for u in self.units for p, b in zip(u.params, u.blocks)}
+            explicit_blocks = [block_of.get(id(p), 0) for p in explicit]
+            n_explicit = sum(p.numel() for p in explicit)
+            self._block_gram(grams, buffer[:, :n_explicit], explicit_blocks, [p.numel() for p in explicit], precision)
+        state = {"live": live, "outputs": outputs, "upstream": upstream, "explicit": explicit,
+                 "explicit_blocks": explicit_blocks, "others": list(others), "buffer": buffer,
+                 "n_explicit": n_explicit}
+        return grams, state
+
+    def apply(self, state: dict, block_weights: Tensor, coeff: Tensor, scale, add_grad) -> None:
+        """Add the combined gradient (block b's parameters: ``block_weights[b]ᵀ J``) to the space
+        and ``coeffᵀ J`` to the other parameters, each times ``scale``."""
+        outputs, upstream = state["outputs"], state["upstream"]
+        k = 0
+        for unit in state["live"]:
+            ups = upstream[k:k + len(unit.calls)]
+            for b in sorted(set(unit.blocks)):
+                params = [p for p, pb in zip(unit.params, unit.blocks) if pb == b]
+                w = block_weights[b].to(ups[0].dtype)
+                if self._closed_form(unit):
+                    with torch.no_grad():
+                        rows, grad_rows = self._rows(unit, ups, ups[0].dtype)
+                        direction = torch.tensordot(w, grad_rows, dims=1) * scale      # (R, out)
+                        for p in params:
+                            g = direction.T @ rows if p is unit.module.weight else direction.sum(0)
+                            add_grad(p, g.reshape(p.shape))
+                else:
+                    direction = torch.tensordot(w, ups[0], dims=1) * scale
+                    grads = torch.autograd.grad(outputs[k], params, direction, retain_graph=True, allow_unused=True)
+                    for p, g in zip(params, grads):
+                        if g is not None:
+                            add_grad(p, g)
+            k += len(unit.calls)
+        buffer, n_explicit = state["buffer"], state["n_explicit"]
+        offset = 0
+        for p, b in zip(state["explicit"], state["explicit_blocks"]):
+            n = p.numel()
+            add_grad(p, (block_weights[b].to(buffer.dtype) @ buffer[:, offset:offset + n]) * scale)
+            offset += n
+        rest = buffer[:, n_explicit:]
+        offset = 0
+        for p in state["others"]:
+            n = p.numel()
+            add_grad(p, (coeff.to(buffer.dtype) @ rest[:, offset:offset + n]) * scale)
+            offset += n
+        self.clear()
+
+def _is_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d)
+
+
+def _has_kernel(module: nn.Module) -> bool:
+    """Layers whose task-gradient Gramian has the closed form of ``_kernel_gram``."""
+    if type(module) is nn.Linear:
+        return True
+    return (type(module) is nn.Conv2d and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))
+
+
+def _input_rows(module: nn.Module, x: Tensor) -> Tensor:
+    """The layer's input as rows that the weight multiplies: (R, fan_in)."""
+    if _is_conv(module):
+        cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    return x.reshape(-1, x.shape[-1])
+
+
+def _output_rows(module: nn.Module, up: Tensor) -> Tensor:
+    """Output gradients of m tasks as rows matching ``_input_rows``: (m, R, out)."""
+    m = up.shape[0]
+    if _is_conv(module):
+        return up.reshape(m, up.shape[1], up.shape[2], -1).transpose(2, 3).reshape(m, -1, up.shape[2])
+    return up.reshape(m, -1, up.shape[-1])
+
+
+def _positions(module: nn.Module, x: Tensor) -> int:
+    """R: the rows of ``_input_rows`` (batch × output positions)."""
+    if _is_conv(module):
+        h, w = x.shape[-2:]
+        out = [(size + 2 * pad - dil * (k - 1) - 1) // st + 1 for size, pad, dil, k, st in
+               zip((h, w), module.padding, module.dilation, module.kernel_size, module.stride)]
+        return x.shape[0] * out[0] * out[1]
+    return x.numel() // x.shape[-1]

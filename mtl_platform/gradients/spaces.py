@@ -1,0 +1,183 @@
+"""Gradient spaces: where the engine takes per-task gradients and how it applies the combined
+one (DESIGN.md §3.2, §8). One interface, four spaces; the engine runs the same path for each:
+
+    computed = space.compute(losses, needs)      # what the weighting declared
+    answer = weighting.respond(losses, **computed)
+    space.apply(answer, coefficients, scale)      # adds to .grad, like Tensor.backward
+
+- ``JacobianSpace`` (``param`` mode, the model's shared parameters): per-task gradients of
+  every trainable parameter into one m × P buffer kept across steps; the shared columns go to
+  the weighting, the rest are combined with the loss coefficients. No further backward.
+- ``AccumulatedSpace`` (``param`` mode, a weighting that needs only Gramians): the Gramian
+  accumulated module by module (``accumulate.GramianAccumulator``), never m × P.
+- ``ExplicitSpace`` (``params`` given, e.g. UDA's generator): per-task gradients over those
+  parameters, one ordinary backward of Σ_t c_t L_t for everything else, and a correction of
+  the space to the combined gradient.
+- ``RepSpace`` (``rep`` mode): per-task gradients at the shared representation z only; one
+  backward of Σ_t c_t L_t carries the combined gradient into the encoder through an extra
+  gradient injected at z.
+
+``losses`` are the true losses; with AMP, gradients are taken of ``losses * amp`` and divided
+by ``amp`` before the weighting sees them, while what is applied stays scaled (``scale``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..contracts.weighting import Needs
+from .accumulate import GramianAccumulator
+from .combine import combined_gradient, gramian, needed
+from .jacobian import task_jacobian
+
+
+def add_grad(param: Tensor, grad: Tensor) -> None:
+    """``param.grad += grad`` as ``Tensor.backward`` accumulates (a fresh tensor when None)."""
+    grad = grad.view_as(param).to(param.dtype)
+    if param.grad is None:
+        param.grad = grad.clone()
+    else:
+        param.grad.add_(grad)
+
+
+def scatter(params: Sequence[Tensor], flat: Tensor) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        add_grad(p, flat[offset:offset + n])
+        offset += n
+
+
+def _jacobian(losses: Tensor, amp, inputs, out=None) -> Tensor:
+    """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
+    if amp is None:
+        return task_jacobian(losses, inputs, batched=None, out=out)
+    jac = task_jacobian(losses * amp, inputs, batched=None, out=out)
+    return jac.div_(amp)
+
+
+class GradientSpace:
+    """Computes what a weighting needs over one set of directions and applies its answer."""
+
+    #: the m × P Jacobian over the space (None where it is never formed)
+    jac: Tensor | None = None
+
+    def __init__(self, precision: str):
+        self.precision = precision
+        self.computed: dict = {}
+
+    def compute(self, losses: Tensor, amp, needs: Needs) -> dict:
+        raise NotImplementedError
+
+    def apply(self, answer: Tensor, coeff: Tensor, scale) -> None:
+        raise NotImplementedError
+
+    def size(self) -> tuple[int, int]:
+        """(P, number of parameter blocks) of the space."""
+        raise NotImplementedError
+
+    def gram(self) -> Tensor:
+        """The task Gramian over the space (for diagnostics)."""
+        if "gram" in self.computed:
+            return self.computed["gram"]
+        if "block_grams" in self.computed:
+            return self.computed["block_grams"].sum(0)
+        return gramian(self.jac, self.precision)
+
+
+class JacobianSpace(GradientSpace):
+    def __init__(self, shared: Sequence[Tensor], others: Sequence[Tensor], block_sizes: Sequence[int],
+                 precision: str, buffer_owner):
+        super().__init__(precision)
+        self.shared, self.others, self.block_sizes = list(shared), list(others), list(block_sizes)
+        self.n = sum(p.numel() for p in self.shared)
+        self.owner = buffer_owner  # keeps the m × P buffer across steps
+
+    def size(self):
+        return self.n, len(self.block_sizes)
+
+    def compute(self, losses, amp, needs):
+        self.needs = needs
+        m = losses.shape[0]
+        inputs = self.shared + self.others
+        total = sum(p.numel() for p in inputs)
+        dtype = inputs[0].dtype
+        buffer = self.owner.jacobian_buffer
+        if buffer is None or buffer.shape != (m, total) or buffer.dtype != dtype or buffer.device != losses.device:
+            buffer = self.owner.jacobian_buffer = torch.empty(m, total, dtype=dtype, device=losses.device)
+        full = _jacobian(losses, amp, inputs, out=buffer)
+        self.jac, self.rest = full[:, :self.n], full[:, self.n:]
+        self.computed = needed(needs, self.jac, self.block_sizes, self.precision)
+        return self.computed
+
+    def apply(self, answer, coeff, scale):
+        combined = combined_gradient(answer, self.jac, self.block_sizes, self.needs)
+        scatter(self.shared, combined * scale)
+        scatter(self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale)
+
+
+class AccumulatedSpace(GradientSpace):
+    def __init__(self, accumulator: GramianAccumulator, others: Sequence[Tensor], precision: str,
+                 block_sizes: Sequence[int]):
+        super().__init__(precision)
+        self.accumulator, self.others, self.block_sizes = accumulator, list(others), list(block_sizes)
+
+    def size(self):
+        return sum(p.numel() for p in self.accumulator.space), self.accumulator.n_blocks
+
+    def compute(self, losses, amp, needs):
+        self.needs = needs
+        grams, self.state = self.accumulator.compute(losses, self.others, self.precision, amp)
+        self.computed = {"gram": grams[0]} if needs is Needs.GRAMIAN else {"block_grams": grams}
+        return self.computed
+
+    def apply(self, answer, coeff, scale):
+        blocks = self.accumulator.n_blocks
+        weights = answer[None].expand(blocks, -1) if answer.dim() == 1 else answer
+        self.accumulator.apply(self.state, weights, coeff, scale, add_grad)
+        self.state = None
+
+
+class ExplicitSpace(GradientSpace):
+    def __init__(self, params: Sequence[Tensor], precision: str):
+        super().__init__(precision)
+        self.params = [p for p in params if p.requires_grad]
+
+    def size(self):
+        return sum(p.numel() for p in self.params), 1
+
+    def compute(self, losses, amp, needs):
+        self.needs = needs
+        self.losses = losses
+        self.amp = amp
+        self.jac = _jacobian(losses, amp, self.params)
+        self.computed = needed(needs, self.jac, precision=self.precision)
+        return self.computed
+
+    def apply(self, answer, coeff, scale):
+        combined = combined_gradient(answer, self.jac, needs=self.needs)
+        (coeff * self.losses * scale).sum().backward()
+        scatter(self.params, (combined - coeff.to(self.jac.dtype) @ self.jac) * scale)
+
+
+class RepSpace(GradientSpace):
+    def __init__(self, rep: Tensor, precision: str):
+        super().__init__(precision)
+        self.rep = rep
+
+    def size(self):
+        return self.rep.numel(), 1
+
+    def compute(self, losses, amp, needs):
+        self.needs = needs
+        self.losses = losses
+        self.jac = _jacobian(losses, amp, [self.rep])
+        self.computed = needed(needs, self.jac, precision=self.precision)
+        return self.computed
+
+    def apply(self, answer, coeff, scale):
+        combined = combined_gradient(answer, self.jac, needs=self.needs)
+        injected = ((combined - coeff @ self.jac) * scale).view_as(self.rep)
+        torch.autograd.backward([(coeff * self.losses * scale).sum(), self.rep], [None, injected])
