@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from . import runs
 from .batches import to_device
 from .checkpoint import atomic_save, load, rng_state, seed_everything, set_rng_state
+from .contracts.step import StepOutput
 from .errors import UserError
 from .experiment import Experiment
 from .metrics import delta_p
@@ -107,8 +108,7 @@ class Trainer:
             "scheduler": e.scheduler.state_dict() if e.scheduler is not None else None,
             "loss_sum": self.loss_sum, "loss_count": self.loss_count,
             "weight_sum": self.weight_sum, "weight_count": self.weight_count,
-            "engine_steps": e.engine.steps, "micro_steps": e.engine.micro_steps,
-            "scaler": e.engine.scaler.state_dict() if e.engine.scaler is not None else None,
+            **{("engine_steps" if k == "steps" else k): v for k, v in e.engine.state_dict().items()},
             "rng": rng_state(),
         }
 
@@ -146,10 +146,8 @@ class Trainer:
         self.weight_sum = state["weight_sum"].to(e.device)
         self.weight_count = state["weight_count"]
         self.run.step = state["step"]
-        e.engine.steps = state["engine_steps"]
-        e.engine.micro_steps = state["micro_steps"]
-        if e.engine.scaler is not None:
-            e.engine.scaler.load_state_dict(state["scaler"])
+        e.engine.load_state_dict({"steps": state["engine_steps"], "micro_steps": state["micro_steps"],
+                                  "scaler": state["scaler"]})
         runs.truncate_jsonl(self.metrics_path, state["rows"])
         diagnostics = runs.read_jsonl(self.diagnostics_path)
         runs.truncate_jsonl(self.diagnostics_path,
@@ -214,13 +212,13 @@ class Trainer:
             for i, batch in enumerate(batches, start=start):
                 batch = to_device(batch, e.device)
                 with self.autocast():
-                    losses = self.protocol.step(batch)
+                    out = self.protocol.step(batch)
+                losses, weights = (out.losses, out.weights) if isinstance(out, StepOutput) else (out, None)
                 vec = torch.stack([losses[t].detach().reshape(()) for t in self.tasks])
                 bad = ~torch.isfinite(vec) & (self.bad_step < 0)
                 self.bad_step = torch.where(bad, torch.full_like(self.bad_step, self.run.step), self.bad_step)
                 self.loss_sum += vec.double()
                 self.loss_count += 1
-                weights = e.engine.last_weights
                 if weights is not None and weights.shape == self.weight_sum.shape:
                     self.weight_sum += weights.double()
                     self.weight_count += 1
@@ -228,8 +226,6 @@ class Trainer:
                 if (e.scheduler is not None and getattr(e.scheduler, "per_step", False)
                         and self.run.step % self.cfg["accumulate"] == 0):
                     e.scheduler.step()  # per-iteration schedules (inv)
-                if e.engine.stepped:  # after an optimizer step, not after every micro-batch
-                    e.weighting.after_step(lambda b=batch: self.reevaluate(b))
                 bar.update(1)
                 if self.run.step % log_every == 0:
                     self.check_finite()
@@ -248,13 +244,6 @@ class Trainer:
         amp = self.cfg["amp"]
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         return torch.autocast(self.exp.device.type, dtype=dtype, enabled=dtype is not None)
-
-    @torch.no_grad()
-    def reevaluate(self, batch) -> dict:
-        """The losses of ``batch`` under the current (just stepped) model: FAMO's closure
-        (under the same autocast as the training forward, so before and after compare)."""
-        with self.autocast():
-            return {k: v.detach() for k, v in self.exp.domain.losses(batch, self.exp.model).items()}
 
     def end_epoch(self, epoch: int) -> None:
         e = self.exp

@@ -105,7 +105,7 @@ def test_every_weighting_trains_every_method_for_a_few_steps(method, one_thread)
         exp = experiment([f"domain.method.name={method}", f"weighting.name={name}", *args, *quick, *space])
         before = [p.detach().clone() for p in exp.model.encoder.parameters()]
         for batch in exp.domain.loaders("train", epoch=0):
-            losses = exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers)
+            losses = exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers).losses
             assert all(torch.isfinite(v) for v in losses.values()), (method, name)
         moved = any(not torch.equal(a, b) for a, b in zip(before, exp.model.encoder.parameters()))
         assert moved, (method, name)

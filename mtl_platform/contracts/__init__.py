@@ -3,7 +3,9 @@ from .architecture import Architecture
 from .component import Configurable
 from .domain import Domain
 from .encoder import StagedEncoder
+from .step import StepOutput, task_weights
 from .task import Metric, Task
 from .weighting import Needs, Weighting
 
-__all__ = ["Architecture", "Configurable", "Domain", "Metric", "Needs", "StagedEncoder", "Task", "Weighting"]
+__all__ = ["Architecture", "Configurable", "Domain", "Metric", "Needs", "StagedEncoder", "StepOutput", "Task", "Weighting",
+           "task_weights"]

@@ -9,6 +9,7 @@ from ..batches import Batches, batch_indices, subset, to_device
 from ..errors import UserError
 from ..params import Param, did_you_mean
 from .component import Configurable
+from .step import StepOutput, detached, task_weights
 from .task import Task
 
 SPLITS = ("train", "val", "test")
@@ -126,16 +127,18 @@ class Domain(Configurable):
         preds = model(inputs)
         return {t.name: t.loss(preds[t.name], targets[t.name]) for t in self.tasks}
 
-    def train_step(self, batch, model: nn.Module, engine, optimizers) -> dict[str, Tensor]:
-        """The default protocol: losses, one engine backward, one (possibly accumulated) step.
+    def train_step(self, batch, model: nn.Module, engine, optimizers) -> StepOutput:
+        """The default protocol: losses, one engine backward, one (possibly accumulated) step,
+        after which the engine gives the weighting a closure that re-evaluates this batch.
 
         The engine zeroes gradients after each optimizer step; the trainer zeroes them before
-        the first step, so a resumed or accumulated run starts clean.
+        the first step, so a resumed or accumulated run starts clean. (A protocol may still
+        return the plain dict of detached losses; the trainer then logs no weights.)
         """
         losses = self.losses(batch, model)
-        engine.backward(losses)
-        engine.step(optimizers)
-        return {k: v.detach() for k, v in losses.items()}
+        answer = engine.backward(losses)
+        engine.step(optimizers, closure=lambda: self.losses(batch, model))
+        return StepOutput(detached(losses), task_weights(answer, len(engine.tasks)))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, dict[str, float]]:

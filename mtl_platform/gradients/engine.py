@@ -61,6 +61,15 @@ MODES = ("param", "rep")
 GRAMIAN_PATHS = ("auto", "jacobian", "accumulate")
 
 
+def _without_gradients(closure):
+    """``closure`` run under ``torch.no_grad``, its losses detached."""
+
+    def run():
+        with torch.no_grad():
+            return {k: v.detach() for k, v in closure().items()}
+    return run
+
+
 class GradientEngine:
     """Computes what a weighting declares and applies the combined update."""
 
@@ -234,9 +243,21 @@ class GradientEngine:
             self.record(answer, space.gram())
         return answer, computed
 
-    def step(self, optimizers: Sequence[torch.optim.Optimizer]) -> bool:
+    def step(self, optimizers: Sequence[torch.optim.Optimizer], closure=None) -> bool:
         """Step the optimizers once every ``accumulate`` calls (through the AMP scaler, if any),
-        then zero their gradients; return whether a step was taken."""
+        then zero their gradients; return whether a step was taken. After a step the weighting's
+        ``after_step`` gets ``closure`` (re-evaluating the batch's ``{task: loss}``, run without
+        gradients), if the update protocol gave one (FAMO, GradNorm)."""
+        if not self._step(optimizers):
+            return False
+        if closure is not None:
+            self.weighting.after_step(_without_gradients(closure))
+        elif type(self.weighting).after_step is not Weighting.after_step:
+            self.say_once(f"gradients: weighting {self.weighting.name!r} acts after each optimizer step, but this "
+                          f"update protocol gives the engine no closure to re-evaluate the batch; it is skipped")
+        return True
+
+    def _step(self, optimizers) -> bool:
         self.micro_steps += 1
         self.stepped = self.micro_steps % self.accumulate == 0
         if not self.stepped:
@@ -252,11 +273,21 @@ class GradientEngine:
             opt.zero_grad(set_to_none=True)
         return True
 
+    def state_dict(self) -> dict:
+        """The engine's counters (and AMP scaler) for a checkpoint."""
+        return {"steps": self.steps, "micro_steps": self.micro_steps,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.micro_steps = state["steps"], state["micro_steps"]
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+
     def flush(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """At an epoch's end, step on a partly accumulated gradient rather than carry it over."""
         if self.micro_steps % self.accumulate:
             self.micro_steps += self.accumulate - 1 - self.micro_steps % self.accumulate
-            self.step(optimizers)
+            self._step(optimizers)
 
     @staticmethod
     def _coefficients(weighting, answer: Tensor, m: int, p: int, blocks: int, like: Tensor) -> Tensor:

@@ -33,20 +33,25 @@ from .combine import combined_gradient, gramian, needed
 from .jacobian import task_jacobian
 
 
-def add_grad(param: Tensor, grad: Tensor) -> None:
-    """``param.grad += grad`` as ``Tensor.backward`` accumulates (a fresh tensor when None)."""
-    grad = grad.view_as(param).to(param.dtype)
+def add_grad(param: Tensor, grad: Tensor, owned: bool = False) -> None:
+    """``param.grad += grad`` as ``Tensor.backward`` accumulates. Where ``.grad`` is None it
+    becomes ``grad`` itself when the caller ``owned`` it (a fresh tensor no one else holds:
+    no copy), else a copy."""
+    grad = grad.view_as(param)
+    if grad.dtype != param.dtype:
+        grad, owned = grad.to(param.dtype), True
     if param.grad is None:
-        param.grad = grad.clone()
+        param.grad = grad if owned else grad.clone()
     else:
         param.grad.add_(grad)
 
 
-def scatter(params: Sequence[Tensor], flat: Tensor) -> None:
+def scatter(params: Sequence[Tensor], flat: Tensor, owned: bool = False) -> None:
+    """Add consecutive slices of ``flat`` to the parameters' ``.grad`` (``owned``: see add_grad)."""
     offset = 0
     for p in params:
         n = p.numel()
-        add_grad(p, flat[offset:offset + n])
+        add_grad(p, flat[offset:offset + n], owned)
         offset += n
 
 
@@ -114,8 +119,8 @@ class JacobianSpace(GradientSpace):
 
     def apply(self, answer, coeff, scale):
         combined = combined_gradient(answer, self.jac, self.block_sizes, self.needs)
-        scatter(self.shared, combined * scale)
-        scatter(self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale)
+        scatter(self.shared, combined * scale, owned=True)
+        scatter(self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale, owned=True)
 
 
 class AccumulatedSpace(GradientSpace):

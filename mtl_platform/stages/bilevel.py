@@ -12,6 +12,7 @@ from ..atomic import atomic_write_text
 from ..batches import Batches, batch_indices
 from ..config import dump
 from ..contracts.stage import Stage, StageContext
+from ..contracts.step import StepOutput, detached, task_weights
 from ..experiment import build_experiment
 from ..optim import build_optimizer
 from ..params import Param, resolve_params, section
@@ -103,9 +104,10 @@ class BilevelProtocol:
         if not self.bilevel:
             losses = domain.losses(batch, model)
             w = self._weights()
-            e.engine.backward(losses if w is None else {t: w[i] * losses[t] for i, t in enumerate(e.engine.tasks)})
-            e.engine.step([self.theta_opt, self.alpha_opt])
-            return {k: v.detach() for k, v in losses.items()}
+            answer = e.engine.backward(losses if w is None else
+                                       {t: w[i] * losses[t] for i, t in enumerate(e.engine.tasks)})
+            e.engine.step([self.theta_opt, self.alpha_opt], closure=lambda: domain.losses(batch, model))
+            return StepOutput(detached(losses), task_weights(answer, len(e.engine.tasks)))
         b_val, b_tr = batch
         # (1) the architecture step, first: only α receives (and keeps) a gradient
         self.alpha_opt.zero_grad(set_to_none=True)
@@ -120,10 +122,10 @@ class BilevelProtocol:
         losses = domain.losses(b_tr, model)
         w = self._weights()
         scaled = losses if w is None else {t: w[i].detach() * losses[t] for i, t in enumerate(e.engine.tasks)}
-        e.engine.backward(scaled)
-        e.engine.step([self.theta_opt])
+        answer = e.engine.backward(scaled)
+        e.engine.step([self.theta_opt], closure=lambda: domain.losses(b_tr, model))
         self.alpha_opt.zero_grad(set_to_none=True)
-        return {k: v.detach() for k, v in losses.items()}
+        return StepOutput(detached(losses), task_weights(answer, len(e.engine.tasks)))
 
     def flush(self) -> None:
         self.exp.engine.flush([self.theta_opt] if self.bilevel else [self.theta_opt, self.alpha_opt])

@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from mtl_platform.batches import Batches, batch_indices, to_device
 from mtl_platform.contracts import Domain
+from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
@@ -181,9 +182,9 @@ class UDA(Domain):
             self.method.epoch_iterations = self.iterations()
             return self.method.train_step(batch, model, engine, optimizers, self.task_names)
         losses = self.losses(batch, model)
-        engine.backward(losses, params=self.engine_params(model))
-        engine.step(optimizers)
-        return {k: v.detach() for k, v in losses.items()}
+        answer = engine.backward(losses, params=self.engine_params(model))
+        engine.step(optimizers, closure=lambda: self.losses(batch, model))
+        return StepOutput(detached(losses), task_weights(answer, len(engine.tasks)))
 
     @torch.no_grad()
     def evaluate(self, model, split):

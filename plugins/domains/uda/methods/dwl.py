@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
@@ -120,7 +121,7 @@ class DWL(UDAMethod):
         partial_step(model, optimizers, loss, heads.parameters())
         for _ in range(c["generator_steps"]):  # 4
             losses = self.losses(model, xs, ys, xt, progress, tasks)
-            partial_step(model, optimizers, losses, generator, engine, self.gradient_space(model))
+            answer = partial_step(model, optimizers, losses, generator, engine, self.gradient_space(model))
         k = self.classes(heads)
         for _ in range(c["pseudo_label_steps"]):  # 5
             logits = heads(domain_features(model, xs, xt, "target", joint))
@@ -139,7 +140,7 @@ class DWL(UDAMethod):
             dynamic.iteration += 1
             if self._iteration % (self.epoch_iterations or 1) == 0:
                 dynamic.update()
-        return {k: v.detach() for k, v in losses.items()}
+        return StepOutput(detached(losses), task_weights(answer, len(engine.tasks)))
 
     @staticmethod
     def classes(heads) -> int:

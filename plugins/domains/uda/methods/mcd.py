@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
@@ -94,9 +95,9 @@ class MCD(UDAMethod):
         partial_step(model, optimizers, step_a, model.parameters(), plain=plain)
         # B: the classifiers, on the weighted pair (weights from G's gradients)
         losses = self.losses(model, xs, ys, xt, progress, tasks)
-        partial_step(model, optimizers, losses, heads.parameters(), engine, self.gradient_space(model))
+        answer = partial_step(model, optimizers, losses, heads.parameters(), engine, self.gradient_space(model))
         # C: the generator, num_k times
         for _ in range(self.config["num_k"]):
             t1, t2 = heads.all(domain_features(model, xs, xt, "target", joint))
             partial_step(model, optimizers, discrepancy(t1, t2), generator, plain=plain)
-        return {k: v.detach() for k, v in losses.items()}
+        return StepOutput(detached(losses), task_weights(answer, len(engine.tasks)))

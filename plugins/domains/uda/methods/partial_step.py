@@ -11,18 +11,19 @@ from mtl_platform.errors import UserError
 
 def partial_step(model: nn.Module, optimizers, loss: Tensor | dict[str, Tensor], keep: Iterable[nn.Parameter],
                  engine=None, params: list[nn.Parameter] | None = None,
-                 plain: Iterable[nn.Parameter] = ()) -> None:
+                 plain: Iterable[nn.Parameter] = ()) -> Tensor | None:
     """Back-propagate ``loss`` — a tensor, or a dict of task losses combined by the run's
     weighting through ``engine`` over ``params`` — drop every gradient outside ``keep`` and step
     all optimisers (parameters without a gradient do not move; SGD's momentum buffers of the
     others are left as they are). Parameters in ``plain`` instead take a plain SGD step,
     p ← p − lr·(∇p + wd·p) with their group's current lr and weight decay and no momentum (as
     tllib's MCD steps its generator with a momentum-free SGD). Gradients are cleared before
-    and after."""
+    and after. Returns the engine's answer (None for a plain loss)."""
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
+    answer = None
     if isinstance(loss, dict):
-        engine.backward(loss, params=params)
+        answer = engine.backward(loss, params=params)
     else:
         loss.backward()
     keep_ids = {id(p) for p in keep}
@@ -34,6 +35,7 @@ def partial_step(model: nn.Module, optimizers, loss: Tensor | dict[str, Tensor],
         opt.step()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
+    return answer
 
 
 def check_plain_sgd(optimizers) -> None:
