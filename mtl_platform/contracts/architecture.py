@@ -29,11 +29,12 @@ class Architecture(Configurable, nn.Module):
     learns_task_weights = False
 
     @classmethod
-    def stage_plan(cls, config: dict) -> list:
-        """The stages of a run with this architecture (default: one ordinary training stage)."""
-        from ..stages import TrainStage
-
-        return [TrainStage("main")]
+    def stage_plan(cls, config: dict, *, domain, registry) -> list:
+        """The stages of a run with this architecture (DESIGN.md §3.4), given the run's resolved
+        ``config``, its built ``domain`` (the one every stage shares; its data may be loaded) and
+        the ``registry``. Empty, the default: one ordinary training stage, which the stage
+        runner (``stages.run_stages``) supplies."""
+        return []
 
     def __init__(self, tasks: list[str], encoder_factory: Callable[[], nn.Module],
                  head_factory: Callable[[str], nn.Module], **params):

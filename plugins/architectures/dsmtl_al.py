@@ -41,7 +41,7 @@ class DSMTLAL(CoNAL):
         self.task_logits = nn.Parameter(torch.zeros(len(self.tasks)))
 
     @classmethod
-    def stage_plan(cls, config):
+    def stage_plan(cls, config, *, domain, registry):
         return [BilevelSearch("search", weighting=lambda ctx: {"name": "ew"}), DeriveStage("derive", source="search"),
                 TrainStage("retrain", configure=from_derived("derive"))]
 

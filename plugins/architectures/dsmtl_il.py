@@ -38,7 +38,7 @@ class DSMTLIL(DSMTLJL):
         self.heads.requires_grad_(False)
 
     @classmethod
-    def stage_plan(cls, config):
+    def stage_plan(cls, config, *, domain, registry):
         return [STLStage("stl"), TrainStage("gated", init=load_stl_models)]
 
     def train(self, mode: bool = True):
