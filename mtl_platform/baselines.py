@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import runs
 from .config import config_hash, dump
+from .errors import UserError
 from .experiment import build_experiment
 from .registry import Registry
 from .trainer import Trainer
@@ -90,12 +91,14 @@ def ensure_baselines(config: dict, tasks: list[str], registry: Registry, pm, ech
     return {t: ensure_baseline(config, t, registry, pm, echo) for t in tasks}
 
 
-def stl_parts(weights: str | Path, task: str) -> tuple[dict, dict]:
-    """A cached STL model's state split into (encoder state, head state) — the STL model is
-    ``STL_ARCHITECTURE`` (one encoder, one head), so DSMTL-IL can load its private parts."""
+def stl_parts(config: dict, task: str, registry: Registry, weights: str | Path) -> tuple[dict, dict]:
+    """The cached STL model of ``task`` (its ``weights`` file) split into (encoder state, head
+    state) by its architecture's ``split_task_state``, so a later stage (DSMTL-IL) can load
+    them into its own copies of the encoder and the head."""
     from .checkpoint import load
 
-    state = load(Path(weights))
-    encoder = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    head = {k[len(f"heads.{task}."):]: v for k, v in state.items() if k.startswith(f"heads.{task}.")}
-    return encoder, head
+    name = stl_config(config, task)["architecture"]["name"]
+    try:
+        return registry.get("architecture", name).cls.split_task_state(load(Path(weights)), task)
+    except NotImplementedError as exc:
+        raise UserError(f"the STL models' architecture {name!r} cannot be reused here: {exc}") from None

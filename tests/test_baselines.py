@@ -1,8 +1,10 @@
 """STL baselines: derived config, trained once, cached by hash, reused with zero retraining."""
 import json
 
+import pytest
+
 from mtl_platform import registry, session
-from mtl_platform.baselines import cache_root, stl_config
+from mtl_platform.baselines import cache_root, stl_config, stl_parts
 from mtl_platform.config import config_hash, resolve
 
 from conftest import run_dirs
@@ -87,3 +89,31 @@ def test_a_replaced_builtin_does_not_reuse_the_builtins_baselines(write_config, 
                            **quiet)
     assert recorder.starts == ["stl:left", "stl:right", "main"]
     assert set(first["stl_hashes"].values()).isdisjoint(second["stl_hashes"].values())
+
+
+def test_stl_parts_split_a_cached_model_by_its_architectures_split_task_state(tmp_path, monkeypatch):
+    """HPS knows its own state-dict layout; the core only calls ``split_task_state``."""
+    import torch
+
+    from mtl_platform.contracts import Architecture
+    from mtl_platform.errors import UserError
+    from mtl_platform_plugins.architectures.hps import HPS
+    from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
+
+    from conftest import make_domain
+
+    reg, _ = registry.load(builtin_only=True)
+    cfg = resolve({"domain": {"name": "synthetic_regression"}}, reg)
+    d = make_domain(SyntheticRegression, activations=["sinc", "sinc"], train_samples=16, hidden=[8, 8])
+    stl = HPS(["task1"], d.encoder_factory, d.head_factory)
+    torch.save(stl.state_dict(), tmp_path / "weights.pt")
+    encoder, head = stl_parts(cfg, "task1", reg, tmp_path / "weights.pt")
+    fresh_encoder, fresh_head = d.encoder_factory(), d.head_factory("task1")
+    fresh_encoder.load_state_dict(encoder)  # strict: exactly the encoder's keys
+    fresh_head.load_state_dict(head)
+    for copy, trained in ((fresh_encoder, stl.encoder), (fresh_head, stl.heads["task1"])):
+        assert all(torch.equal(a, b) for a, b in zip(copy.state_dict().values(), trained.state_dict().values()))
+
+    monkeypatch.setattr(HPS, "split_task_state", classmethod(Architecture.split_task_state.__func__))
+    with pytest.raises(UserError, match="STL models' architecture 'hps' cannot be reused here: .*split_task_state"):
+        stl_parts(cfg, "task1", reg, tmp_path / "weights.pt")

@@ -73,6 +73,15 @@ class Architecture(Configurable, nn.Module):
         one's margin (``stages/margins.py``). Empty for an architecture without a search."""
         return {}
 
+    @classmethod
+    def split_task_state(cls, state: dict, task: str) -> tuple[dict, dict]:
+        """``(encoder state, head state)``: the encoder ``task`` reads and ``task``'s head, cut
+        out of a state dict of this architecture, keyed as the modules of the domain's
+        ``encoder_factory()`` and ``head_factory(task)`` load them — how a later stage reuses a
+        trained single-task model (DSMTL-IL loads each task's STL model into its private parts)."""
+        raise NotImplementedError(f"architecture {cls.name!r} does not split its state into a task's encoder "
+                                  f"and head (it defines no split_task_state)")
+
     def derive(self) -> dict:
         """The derived architecture as a config section (``{"name": ..., **params}``) plus
         anything later stages need (``task_weights``); plain JSON."""

@@ -31,6 +31,14 @@ class HPS(Architecture):
     def task_parameters(self, task):
         return list(self.heads[task].parameters())
 
+    @classmethod
+    def split_task_state(cls, state, task):
+        """The shared encoder (every task reads it) and ``task``'s head; with one task, the
+        single-task model's two parts."""
+        encoder = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        head = {k[len(f"heads.{task}."):]: v for k, v in state.items() if k.startswith(f"heads.{task}.")}
+        return encoder, head
+
     def parameter_blocks(self):
         stages = getattr(self.encoder, "stages", None)
         if stages is None:
