@@ -76,6 +76,7 @@ def test_dsmtl_al_learns_task_weights_and_retrains_the_gated_tree_with_them(tmp_
     assert torch.allclose(torch.softmax(search["task_logits"], 0), torch.tensor(list(weights.values())))
     assert derived["architecture"] == {"name": "tree", "branch_points": derived["branch_points"],
                                        "public_gate": True}
+    assert derived["weighting"] == {"name": "fixed", "weights": weights}  # what the search says retraining needs
     assert results["weighting"] == {"name": "fixed", "weights": weights}  # the default: learned weights
     rows = [json.loads(x) for x in (run_dir / "stages" / "retrain" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["weights"] == pytest.approx(weights)  # what retraining applied
