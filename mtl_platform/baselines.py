@@ -1,10 +1,12 @@
 """Single-task (STL) baselines, trained by the platform and cached (DESIGN.md §7).
 
-``stl_config(config, task)`` derives a task's STL config (same encoder and head, one task,
-same optimizer, schedule, epochs and seed); DSMTL-IL's first stage uses it too. Entries live
-under ``$MTL_CACHE`` (default ``~/.cache/mtl-platform``) keyed by the hash of the canonical
-STL config plus the platform's version, with their metrics and weights; an entry is written
-atomically (trained in a temporary folder, then renamed) under a lock for parallel sweeps.
+``stl_config(config, task, registry)`` derives a task's STL config (same encoder and head,
+one task, same optimizer, schedule, epochs and seed; the single-task model is data,
+``baselines.stl_architecture`` and ``baselines.stl_weighting``); DSMTL-IL's first stage uses
+it too. Entries live under ``$MTL_CACHE`` (default ``~/.cache/mtl-platform``) keyed by the
+hash of the canonical STL config plus the platform's version, with their metrics and
+weights; an entry is written atomically (trained in a temporary folder, then renamed) under
+a lock for parallel sweeps.
 """
 from __future__ import annotations
 
@@ -18,25 +20,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import runs
-from .config import config_hash, dump
+from .config import config_hash, dump, stl_sections
+from .errors import UserError
 from .experiment import build_experiment
 from .registry import Registry
 from .trainer import Trainer
-
-STL_ARCHITECTURE = "hps"
-STL_WEIGHTING = "ew"
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("MTL_CACHE") or Path.home() / ".cache" / "mtl-platform")
 
 
-def stl_config(config: dict, task: str) -> dict:
-    """The STL counterpart of ``config`` for ``task``: one task, HPS (encoder + head), EW."""
+def stl_config(config: dict, task: str, registry: Registry) -> dict:
+    """The STL counterpart of ``config`` for ``task``: one task, the single-task model of
+    ``baselines.stl_architecture`` trained with ``baselines.stl_weighting`` (null: the ones
+    the plugins declare, ``config.stl_sections``); everything else as in ``config``."""
     out = copy.deepcopy(config)
     out["domain"]["tasks"] = [task]
-    out["architecture"] = {"name": STL_ARCHITECTURE}
-    out["weighting"] = {"name": STL_WEIGHTING}
+    out.update(stl_sections(config, registry))
     out["gradients"] = dict(out["gradients"], mode="param")
     out["baselines"] = {"stl": False}
     out["output"] = dict(out["output"], name=f"stl_{task}")
@@ -56,7 +57,7 @@ def _locked(path: Path):
 
 def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print) -> dict:
     """The cached STL entry of ``task`` (trained now if absent): ``{hash, path, results}``."""
-    cfg = stl_config(config, task)
+    cfg = stl_config(config, task, registry)
     domain = registry.get("domain", cfg["domain"]["name"]).cls
     if hasattr(domain, "stl_domain_config"):  # what the domain's single-task run does not depend on
         cfg["domain"] = domain.stl_domain_config(cfg["domain"])
@@ -90,12 +91,14 @@ def ensure_baselines(config: dict, tasks: list[str], registry: Registry, pm, ech
     return {t: ensure_baseline(config, t, registry, pm, echo) for t in tasks}
 
 
-def stl_parts(weights: str | Path, task: str) -> tuple[dict, dict]:
-    """A cached STL model's state split into (encoder state, head state) — the STL model is
-    ``STL_ARCHITECTURE`` (one encoder, one head), so DSMTL-IL can load its private parts."""
+def stl_parts(config: dict, task: str, registry: Registry, weights: str | Path) -> tuple[dict, dict]:
+    """The cached STL model of ``task`` (its ``weights`` file) split into (encoder state, head
+    state) by its architecture's ``split_task_state``, so a later stage (DSMTL-IL) can load
+    them into its own copies of the encoder and the head."""
     from .checkpoint import load
 
-    state = load(Path(weights))
-    encoder = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    head = {k[len(f"heads.{task}."):]: v for k, v in state.items() if k.startswith(f"heads.{task}.")}
-    return encoder, head
+    name = stl_config(config, task, registry)["architecture"]["name"]
+    try:
+        return registry.get("architecture", name).cls.split_task_state(load(Path(weights)), task)
+    except NotImplementedError as exc:
+        raise UserError(f"the STL models' architecture {name!r} cannot be reused here: {exc}") from None

@@ -74,6 +74,10 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
     ),
     "baselines": (
         Param("stl", bool, False, "train (or reuse cached) single-task counterparts and report Δp, η"),
+        Param("stl_architecture", dict, None, "architecture of the single-task models (null: the default a "
+              "plugin declares, see above)", kind="architecture", optional=True),
+        Param("stl_weighting", dict, None, "weighting the single-task models train with (null: the default a "
+              "plugin declares, see above)", kind="weighting", optional=True),
     ),
     "report": (
         Param("formats", list, ["md", "json", "png"], "report files written into the run directory",
@@ -91,10 +95,17 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
 
 SECTIONS = COMPONENT_SECTIONS + tuple(FIXED_SECTIONS)
 REQUIRED_SECTIONS = ("domain",)
-DEFAULT_COMPONENTS = {"architecture": "hps", "weighting": "ew"}
+# Keys whose component, when a config gives none, is the one a plugin declares
+# (``Registry.set_default``): the core names no component itself.
+DEFAULTED_KEYS = ("architecture", "weighting", "baselines.stl_architecture", "baselines.stl_weighting")
+# The single-task models' sections: config section -> its key under ``baselines``.
+STL_KEYS = {"architecture": "stl_architecture", "weighting": "stl_weighting"}
 # Keys that change how a run is logged but not what it learns (left out of hashes).
 NON_DEFINING = {("train", "log_every"), ("train", "checkpoint_every"), ("train", "progress"),
                 ("gradients", "diagnostics_every")}
+# Keys added after runs were recorded whose null is the behaviour from before they existed:
+# left out of hashes while null, so existing run directories, sweeps and report groups match.
+HASHED_WHEN_SET = {("baselines", "stl_architecture"), ("baselines", "stl_weighting")}
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -163,22 +174,44 @@ def disabled_plugins(raw: dict, extra: Iterable[str] = ()) -> list[str]:
 
 def _component(raw: Any, section: str, registry: Registry) -> dict:
     if raw is None:
-        if section in DEFAULT_COMPONENTS:
-            raw = DEFAULT_COMPONENTS[section]
-        else:
+        raw = registry.default(section)
+        if raw is None:
             raise UserError(f"{section}: missing required section (name one of: "
                             f"{', '.join(registry.names(section))})")
+    return resolve_component(section, raw, section, registry)
+
+
+def resolve_component(kind: str, raw: Any, where: str, registry: Registry) -> dict:
+    """A component of ``kind`` given as a name or a mapping with ``name``, validated against its
+    declared parameters (defaults filled, sub-kinds resolved); errors name ``where``."""
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict):
-        raise UserError(f"{section}: got {raw!r}, expected a name or a mapping with 'name'")
+        raise UserError(f"{where}: got {raw!r}, expected a name or a mapping with 'name'")
     name = raw.get("name")
     if name is None:
-        raise UserError(f"{section}.name: missing required key (one of: {', '.join(registry.names(section))})")
+        raise UserError(f"{where}.name: missing required key (one of: {', '.join(registry.names(kind))})")
     if not isinstance(name, str):
-        raise UserError(f"{section}.name: got {name!r}, expected a string")
-    comp = registry.get(section, name, where=f"{section}.name")
-    return resolve_choices(comp.params, resolve_params(comp.params, raw, section), section, registry)
+        raise UserError(f"{where}.name: got {name!r}, expected a string")
+    comp = registry.get(kind, name, where=f"{where}.name")
+    return resolve_choices(comp.params, resolve_params(comp.params, raw, where), where, registry)
+
+
+def stl_sections(config: dict, registry: Registry) -> dict:
+    """``{"architecture": ..., "weighting": ...}`` of the single-task (STL) models: the config's
+    ``baselines.stl_architecture`` and ``baselines.stl_weighting`` or, where null, the
+    components the plugins declare at those keys, resolved like a user's sections."""
+    given = config.get("baselines") or {}
+    out = {}
+    for section, key in STL_KEYS.items():
+        chosen = given.get(key)
+        if chosen is None:
+            chosen = registry.default(f"baselines.{key}")
+            if chosen is None:
+                raise UserError(f"baselines.{key}: required, no plugin declares a default (name one of: "
+                                f"{', '.join(registry.names(section))})")
+        out[section] = resolve_component(section, chosen, f"baselines.{key}", registry)
+    return out
 
 
 def resolve_choices(params: Iterable[Param], resolved: dict, where: str, registry: Registry) -> dict:
@@ -225,6 +258,10 @@ def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
     for key in REQUIRED_SECTIONS:
         if raw.get(key) is None:
             raise UserError(f"{key}: missing required section")
+    for key, (_, plugin) in registry.defaults().items():
+        if key not in DEFAULTED_KEYS:
+            raise UserError(f"plugin {plugin!r} declares a default for {key!r}, which takes none; "
+                            f"keys that do: {', '.join(DEFAULTED_KEYS)}")
     out: dict[str, Any] = {}
     for section in COMPONENT_SECTIONS:
         given = raw.get(section)
@@ -238,7 +275,9 @@ def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
             given = {}
         if not isinstance(given, dict):
             raise UserError(f"{section}: got {given!r}, expected a mapping")
-        out[section] = resolve_params(params, given, section, reserved=())
+        out[section] = resolve_choices(params, resolve_params(params, given, section, reserved=()), section, registry)
+    if out["baselines"]["stl"]:
+        stl_sections(out, registry)  # the single-task models are checked now, before anything is built
     if out["output"]["name"] is None:
         out["output"]["name"] = name or "run"
     return out
@@ -249,6 +288,9 @@ def defining(config: dict) -> dict:
     out = {k: copy.deepcopy(v) for k, v in config.items() if k not in ("output", "report", "plugins")}
     for section, key in NON_DEFINING:
         out.get(section, {}).pop(key, None)
+    for section, key in HASHED_WHEN_SET:
+        if out.get(section, {}).get(key) is None:
+            out.get(section, {}).pop(key, None)
     return out
 
 

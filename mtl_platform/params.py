@@ -139,7 +139,8 @@ class Param:
 
     def type_name(self) -> str:
         if self.kind is not None:
-            return f"a {self.kind} (name or mapping with name)"
+            article = "an" if self.kind[0] in "aeio" else "a"
+            return f"{article} {self.kind} (name or mapping with name)" + (" or null" if self.optional else "")
         name = _TYPE_NAMES.get(self.type, self.type.__name__)
         if self.type is list and self.item is not None:
             name = f"list of {_TYPE_NAMES.get(self.item, self.item.__name__)}"
@@ -332,7 +333,7 @@ def resolve_params(params: Iterable[Param], given: dict, where: str,
             raise UserError(f"{where}.{p.name}: missing required key ({p.describe_allowed()}: {p.help})")
         elif p.fields is not None:
             out[p.name] = resolve_params(p.fields, {}, f"{where}.{p.name}", reserved=())
-        elif p.kind is not None:
+        elif p.kind is not None and p.default is not None:
             out[p.name] = choice_mapping(p.default, f"{where}.{p.name}")
         else:
             out[p.name] = p.default

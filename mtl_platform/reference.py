@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import DEFAULT_COMPONENTS, FIXED_SECTIONS
+from .config import DEFAULTED_KEYS, FIXED_SECTIONS
 from .params import flatten
 
 MARK = "<!-- generated -->\n"
@@ -22,14 +22,23 @@ def _table(params) -> list[str]:
 
 
 def config_markdown() -> str:
-    """The config reference (docs/config.md's generated part) from the declared parameters."""
+    """The config reference (docs/config.md's generated part) from the declared parameters and
+    the defaults the built-in plugins declare."""
     from .contracts import Domain
+    from .registry import load
 
+    registry, _ = load(builtin_only=True)
+    declared = registry.defaults()
     lines = ["## `domain`, `architecture`, `weighting`", "",
              "Each is a component: a bare name (`weighting: ew`) or a mapping with `name` and the "
-             "component's own parameters (`mtl list` prints them). `architecture` defaults to "
-             f"`{DEFAULT_COMPONENTS['architecture']}` and `weighting` to `{DEFAULT_COMPONENTS['weighting']}`; "
-             "`domain` is required. Every domain also takes:", ""]
+             "component's own parameters (`mtl list` prints them). `domain` is required; a config "
+             "without `architecture` or `weighting` gets the component a plugin declares as the "
+             "default (`registry.set_default`, docs/writing-a-plugin.md), as do "
+             "`baselines.stl_architecture` and `baselines.stl_weighting` when null (a searched "
+             "architecture may bring its own default weighting). The built-in plugins declare:", "",
+             "| key | default | declared by |", "|---|---|---|"]
+    lines += [f"| `{key}` | `{declared[key][0]}` | {declared[key][1]} |" for key in DEFAULTED_KEYS if key in declared]
+    lines += ["", "Every domain also takes:", ""]
     lines += _table(Domain.base_params) + [""]
     for section, params in FIXED_SECTIONS.items():
         lines += [f"## `{section}`", ""] + _table(params) + [""]

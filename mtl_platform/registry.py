@@ -52,6 +52,7 @@ class Registry:
 
     def __init__(self, disabled_components: Iterable[str] = ()):
         self._items: dict[str, dict[str, Component]] = {k: {} for k in CORE_KINDS}
+        self._defaults: dict[str, tuple[str, str]] = {}  # config key -> (component name, declaring plugin)
         self._disabled = set(disabled_components)
         self._seen_disabled: set[str] = set()
         self._plugin = "<in-process>"
@@ -86,6 +87,27 @@ class Registry:
 
     def add_domain(self, cls: type) -> None:
         self.add("domain", cls)
+
+    def set_default(self, key: str, name: str) -> None:
+        """Declare ``name`` the component a config gets at ``key`` when it gives none (the keys
+        that take one: ``config.DEFAULTED_KEYS``). The core names no component itself: the
+        defaults are data a plugin declares, the built-ins like any other. The name is looked
+        up when a config is resolved, so a replacement registered under the same name serves
+        too. Two plugins declaring different names for one key is an error naming both."""
+        known = self._defaults.get(key)
+        if known is not None and known[0] != name:
+            raise UserError(f"conflicting defaults for {key}: plugin {known[1]!r} declares {known[0]!r} and plugin "
+                            f"{self._plugin!r} declares {name!r}; disable one of the plugins with plugins.disable")
+        self._defaults.setdefault(key, (name, self._plugin))
+
+    def default(self, key: str) -> str | None:
+        """The name a plugin declared the default at ``key``, or None."""
+        known = self._defaults.get(key)
+        return known[0] if known else None
+
+    def defaults(self) -> dict[str, tuple[str, str]]:
+        """Every declared default: ``{key: (name, plugin)}``."""
+        return dict(self._defaults)
 
     def kinds(self) -> list[str]:
         return list(self._items)

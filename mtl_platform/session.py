@@ -62,11 +62,10 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
     config, registry, pm, run_dir = prepare(config_path, sets, disable, resume, extra_plugins, progress)
     arch = registry.get("architecture", config["architecture"]["name"]).cls
     domain = build_domain(config, registry)  # loads the data: a bad path fails here
-    checked = config
-    if arch.learns_task_weights and config["weighting"]["name"] == "fixed" and config["weighting"]["weights"] is None:
-        # the search fills these in; check the rest of the config with placeholders now
-        checked = dict(config, weighting={"name": "fixed", "weights": dict.fromkeys(domain.task_names, 1.0)})
+    # what a search will fill in is checked with the architecture's placeholders now
+    checked = dict(config, weighting=arch.checked_weighting(config["weighting"], domain.task_names))
     exp = build_experiment(checked, registry, domain)  # builds model and weighting: bad parameters fail here
+    plan = arch.stage_plan(config, domain=exp.domain, registry=registry)  # a bad stage setting fails here
     if run_dir is None:
         run_dir = runs.create_run_dir(config["output"]["root"], config["output"]["name"])
         atomic_write_text(run_dir / runs.CONFIG_FILE, dump(config))
@@ -89,7 +88,6 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
     from .contracts.stage import StageContext
     from .stages import run_stages
 
-    plan = arch.stage_plan(config)
     ctx = StageContext(config=config, registry=registry, pm=pm, domain=exp.domain, run_dir=Path(run_dir),
                        stage_dir=Path(run_dir), resume=resume is not None, reference=reference, extra=extra,
                        echo=echo)

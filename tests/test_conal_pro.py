@@ -174,19 +174,26 @@ def test_hand_set_alpha_of_every_round_assembles_the_hand_computed_groups():
     assert tree.branch_points()["task2"] == 1 and tree.branch_points()["task4"] == 1
 
 
-def test_round_epochs_and_the_fixed_stage_list(synth_config):
+def test_round_epochs_and_the_fixed_stage_list(synth_config, monkeypatch):
     assert round_epochs(10, 5, "round") == [10] * 5
     assert round_epochs(10, 4, "total") == [3, 3, 2, 2]
     assert round_epochs(2, 3, "total") == [1, 1, 1]
     reg, _ = registry.load(builtin_only=True)
     config = resolve(read_yaml(synth_config(**{"architecture.search.budget": "total",
                                                "architecture.search.epochs": 3})), reg)
-    plan = ConalPro.stage_plan(config)
-    assert [s.name for s in plan] == ["round1", "round2", "derive", "retrain"]
+    domain = build_domain(config, reg)
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the stage plan rebuilt the registry or the domain")
+
+    monkeypatch.setattr(registry, "load", rebuilt)  # the plan reads the run's built domain, nothing else
+    monkeypatch.setattr(SyntheticRegression, "__init__", rebuilt)
+    plan = ConalPro.stage_plan(config, domain=domain, registry=reg)
+    assert [s.name for s in plan] == ["round1", "round2", "derive", "retrain"]  # P − 1 = 2 hidden stages
     assert [s.epochs for s in plan[:2]] == [2, 1]
     assert plan[0].rule == {"name": "conal_pro_conflict"}
     config["architecture"]["search"]["conflict_notice"] = False
-    assert ConalPro.stage_plan(config)[0].rule == {"name": "ew"}
+    assert ConalPro.stage_plan(config, domain=domain, registry=reg)[0].rule == {"name": "ew"}
 
 
 def test_tasks_assigned_in_round_1_take_no_part_in_round_2(synth_config, tmp_path, one_thread):

@@ -60,7 +60,7 @@ def stl_losses(cfg, domain, split="train") -> dict[str, float]:
     reg, pm = registry.load(builtin_only=True)
     out = {}
     for task, entry in ensure_baselines(cfg, domain.task_names, reg, pm, echo=lambda *a: None).items():
-        single = stl_config(cfg, task)
+        single = stl_config(cfg, task, reg)
         d = build_domain(single, reg)
         model = build_architecture(single, reg, d)
         model.load_state_dict(load(Path(entry["path"]) / "weights.pt"))

@@ -6,8 +6,8 @@ import torch
 import yaml
 
 from mtl_platform import cli, session
-from mtl_platform.baselines import stl_parts
 from mtl_platform.checkpoint import load
+from mtl_platform_plugins.architectures.hps import HPS
 
 from conftest import Recorder, run_dirs
 
@@ -41,7 +41,8 @@ def test_dsmtl_il_reuses_cached_stl_models_and_trains_only_public_encoder_and_ga
     stl = json.loads((run_dir / "stages" / "stl" / "results.json").read_text())["models"]
     gated = load(run_dir / "stages" / "gated" / "model.pt")
     for task, entry in stl.items():
-        encoder, head = stl_parts(entry["weights"], task)
+        encoder, head = HPS.split_task_state(load(entry["weights"]), task)  # the STL model's architecture
+        assert encoder and head
         # the private parts are the STL models, untouched by the gated stage
         assert all(torch.equal(gated[f"private.{task}.{k}"], v) for k, v in encoder.items())
         assert all(torch.equal(gated[f"heads.{task}.{k}"], v) for k, v in head.items())
@@ -75,6 +76,7 @@ def test_dsmtl_al_learns_task_weights_and_retrains_the_gated_tree_with_them(tmp_
     assert torch.allclose(torch.softmax(search["task_logits"], 0), torch.tensor(list(weights.values())))
     assert derived["architecture"] == {"name": "tree", "branch_points": derived["branch_points"],
                                        "public_gate": True}
+    assert derived["weighting"] == {"name": "fixed", "weights": weights}  # what the search says retraining needs
     assert results["weighting"] == {"name": "fixed", "weights": weights}  # the default: learned weights
     rows = [json.loads(x) for x in (run_dir / "stages" / "retrain" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["weights"] == pytest.approx(weights)  # what retraining applied

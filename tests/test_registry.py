@@ -34,6 +34,66 @@ class Other(Weighting):
         return self.equal(losses)
 
 
+def declaring(name, *defaults, classes=(), kind="architecture"):
+    """An in-process plugin that adds ``classes`` and declares ``defaults`` ((key, name) pairs)."""
+    mod = types.ModuleType(name)
+
+    @hookimpl
+    def mtl_register(registry):
+        for cls in classes:
+            registry.add(kind, cls)
+        for key, component in defaults:
+            registry.set_default(key, component)
+
+    mod.mtl_register = mtl_register
+    return mod
+
+
+def test_defaults_are_declared_by_the_builtin_plugins_not_the_core():
+    from mtl_platform.config import DEFAULTED_KEYS, resolve
+
+    reg, _ = registry.load(builtin_only=True)
+    declared = reg.defaults()
+    assert set(declared) == set(DEFAULTED_KEYS)
+    assert {key: name for key, (name, _) in declared.items()} == {
+        "architecture": "hps", "weighting": "ew", "baselines.stl_architecture": "hps",
+        "baselines.stl_weighting": "ew"}
+    assert {plugin for _, plugin in declared.values()} == {"mtl_platform.architectures"}
+    cfg = resolve({"domain": "multi_mnist"}, reg)
+    assert cfg["architecture"] == {"name": "hps"} and cfg["weighting"] == {"name": "ew"}
+
+
+def test_conflicting_defaults_name_both_plugins_and_equal_ones_agree():
+    with pytest.raises(UserError, match=r"^conflicting defaults for weighting: plugin ") as err:
+        registry.load(builtin_only=True, extra_plugins=[declaring("third_party", ("weighting", "uw"))])
+    assert "plugin 'mtl_platform.architectures' declares 'ew'" in str(err.value)
+    assert "plugin 'third_party' declares 'uw'" in str(err.value)
+    reg, _ = registry.load(builtin_only=True, extra_plugins=[declaring("third_party", ("weighting", "ew"))])
+    assert reg.default("weighting") == "ew"
+
+
+def test_a_default_is_a_name_so_a_replacement_under_that_name_serves():
+    from mtl_platform.config import resolve
+    from mtl_platform_plugins.architectures.hps import HPS
+
+    class OwnHPS(HPS):
+        """Someone else's hps."""
+
+    reg, _ = registry.load(builtin_only=True, disable=["architecture:hps@mtl_platform.architectures"],
+                           extra_plugins=[declaring("third_party", classes=[OwnHPS])])
+    assert reg.get("architecture", reg.default("architecture")).cls is OwnHPS
+    assert resolve({"domain": "multi_mnist"}, reg)["architecture"] == {"name": "hps"}
+
+
+def test_a_default_for_a_key_that_takes_none_is_an_error_naming_the_plugin():
+    from mtl_platform.config import resolve
+
+    reg, _ = registry.load(builtin_only=True, extra_plugins=[declaring("third_party", ("optimizer", "sgd"))])
+    with pytest.raises(UserError, match=r"^plugin 'third_party' declares a default for 'optimizer', which takes none; "
+                                        r"keys that do: architecture, weighting, baselines\.stl_architecture"):
+        resolve({"domain": "multi_mnist"}, reg)
+
+
 def test_builtins_come_through_the_entry_point_group():
     reg, pm = registry.load(builtin_only=True)
     assert {"ew", "uw", "dwa"} <= set(reg.names("weighting"))

@@ -206,3 +206,44 @@ def test_conal_supernet_at_forced_alpha_matches_its_derived_tree_with_loaded_wei
     out, ref = tree(x), conal(x)
     assert all(torch.allclose(out[t], ref[t], atol=1e-6) for t in tasks)
     assert conal.branch_points() == points
+
+
+def test_a_derived_weighting_completes_the_runs_weighting_of_the_same_name():
+    """``from_derived``'s rule names no weighting: the run's null keys take the derived values
+    when both sections name the same weighting (DSMTL-AL's learned ``fixed`` weights are one
+    case); a weighting of another name, or a key the user set, is trained as configured."""
+    import types
+
+    from mtl_platform.contracts import Weighting
+    from mtl_platform.errors import UserError
+    from mtl_platform.params import Param
+    from mtl_platform.stages import from_derived
+
+    class Tempered(Weighting):
+        """A weighting with a value a search could learn."""
+
+        name = "tempered"
+        params = (Param("temperature", float, None, "learned by a search", optional=True, bounds="(0, inf)"),
+                  Param("floor", float, 0.0, "set by hand", bounds="[0, inf)"))
+
+        def weights(self, losses, **computed):
+            return self.equal(losses)
+
+    plugin = types.ModuleType("tempered_plugin")
+    plugin.mtl_register = hookimpl(lambda registry: registry.add_weighting(Tempered))
+    reg, _ = registry.load(builtin_only=True, extra_plugins=[plugin])
+    derived = {"architecture": {"name": "tree", "branch_points": {"a": 1}}, "weighting": {"name": "tempered",
+                                                                                         "temperature": 2.0}}
+    ctx = types.SimpleNamespace(previous={"derive": {"derived": derived}}, registry=reg)
+
+    def trained(weighting: dict) -> dict:
+        return from_derived("derive")({"architecture": {}, "weighting": weighting}, ctx)["weighting"]
+
+    assert trained({"name": "tempered", "temperature": None, "floor": 0.5}) == {
+        "name": "tempered", "temperature": 2.0, "floor": 0.5}
+    assert trained({"name": "tempered", "temperature": 3.0, "floor": 0.0})["temperature"] == 3.0
+    assert trained({"name": "rlw", "distribution": "normal", "normalise": "softmax"}) == {
+        "name": "rlw", "distribution": "normal", "normalise": "softmax"}
+    derived["weighting"]["temperature"] = -1.0
+    with pytest.raises(UserError, match=r"^derived weighting\.temperature: got -1\.0"):  # checked like a user's
+        trained({"name": "tempered", "temperature": None, "floor": 0.0})

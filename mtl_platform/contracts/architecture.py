@@ -19,21 +19,30 @@ class Architecture(Configurable, nn.Module):
     A searched architecture declares the stages of its run (``stage_plan``, DESIGN.md §3.4),
     reports its search variables once per epoch (``search_state``) and turns them into a
     plain-JSON architecture config (``derive``) that a later stage rebuilds from code.
-    ``default_weighting`` is the weighting a config gets when it names none (``ew`` if None);
-    ``learns_task_weights`` says a search learns weights that a ``fixed`` weighting left
-    without ``weights`` takes in retraining.
+    ``default_weighting`` is the weighting a config gets when it names none (None: the
+    default the plugins declare, ``Registry.set_default``). A search that learns a weighting
+    (task weights) returns it from ``derive`` and says with ``checked_weighting`` what the
+    run's config is checked with before the search has run.
     """
 
     has_rep = False
     default_weighting: dict | None = None
-    learns_task_weights = False
 
     @classmethod
-    def stage_plan(cls, config: dict) -> list:
-        """The stages of a run with this architecture (default: one ordinary training stage)."""
-        from ..stages import TrainStage
+    def stage_plan(cls, config: dict, *, domain, registry) -> list:
+        """The stages of a run with this architecture (DESIGN.md §3.4), given the run's resolved
+        ``config``, its built ``domain`` (the one every stage shares; its data may be loaded) and
+        the ``registry``. Empty, the default: one ordinary training stage, which the stage
+        runner (``stages.run_stages``) supplies."""
+        return []
 
-        return [TrainStage("main")]
+    @classmethod
+    def checked_weighting(cls, weighting: dict, tasks: list[str]) -> dict:
+        """The weighting section the run's config is checked with before training, given the
+        resolved ``weighting`` and the run's ``tasks``. Default: ``weighting`` itself. An
+        architecture whose ``derive()`` completes the run's weighting returns it completed
+        with placeholders, so that everything else is checked before the run starts."""
+        return weighting
 
     def __init__(self, tasks: list[str], encoder_factory: Callable[[], nn.Module],
                  head_factory: Callable[[str], nn.Module], **params):
@@ -72,9 +81,21 @@ class Architecture(Configurable, nn.Module):
         one's margin (``stages/margins.py``). Empty for an architecture without a search."""
         return {}
 
+    @classmethod
+    def split_task_state(cls, state: dict, task: str) -> tuple[dict, dict]:
+        """``(encoder state, head state)``: the encoder ``task`` reads and ``task``'s head, cut
+        out of a state dict of this architecture, keyed as the modules of the domain's
+        ``encoder_factory()`` and ``head_factory(task)`` load them — how a later stage reuses a
+        trained single-task model (DSMTL-IL loads each task's STL model into its private parts)."""
+        raise NotImplementedError(f"architecture {cls.name!r} does not split its state into a task's encoder "
+                                  f"and head (it defines no split_task_state)")
+
     def derive(self) -> dict:
-        """The derived architecture as a config section (``{"name": ..., **params}``) plus
-        anything later stages need (``task_weights``); plain JSON."""
+        """The search's result as plain JSON: ``architecture``, the derived architecture as a
+        config section (``{"name": ..., **params}``), plus anything later stages and the report
+        read (branch points, learned task weights). An optional ``weighting`` section, the
+        weighting the search learned, completes the run's weighting in retraining when that
+        names the same weighting (``stages.from_derived`` says how)."""
         raise NotImplementedError(f"architecture {self.name!r} has no derivation")
 
     def parameter_counts(self) -> dict:

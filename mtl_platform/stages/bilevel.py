@@ -137,13 +137,14 @@ class BilevelSearch(Stage):
     Settings come from ``architecture.<section>`` (see ``search_section``); θ uses the run's
     optimizer (with the section's lr and weight decay), α its own optimizer; no learning-rate
     schedule; the last epoch's model is what derivation reads. ``weighting(ctx)`` names the
-    θ step's weighting as a config section (CoNAL: ``{"name": "conal_conflict"}``).
+    θ step's weighting as a config section (CoNAL: its conflict rule), chosen by the
+    architecture that declares the stage.
     """
 
-    def __init__(self, name: str = "search", section: str = "search", weighting: Callable | None = None):
+    def __init__(self, name: str = "search", section: str = "search", *, weighting: Callable[[StageContext], dict]):
         self.name = name
         self.section = section
-        self.weighting = weighting or (lambda ctx: {"name": "ew"})
+        self.weighting = weighting
 
     def run(self, ctx: StageContext) -> dict:
         s = ctx.arch_config[self.section]

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..checkpoint import load
 from ..contracts.stage import Stage, StageContext
-from ..errors import UserError
 from ..experiment import build_architecture
 from ..params import resolve_params
 from . import margins
@@ -60,8 +59,12 @@ def describe(derived: dict) -> str:
 def from_derived(source: str = "derive"):
     """A ``TrainStage.configure`` that trains the architecture derived in stage ``source``.
 
-    The derived section is validated against its component's parameters like a user's. A
-    ``fixed`` weighting left without weights takes the learned task weights (DSMTL-AL).
+    The derived ``architecture`` section is validated against its component's parameters
+    like a user's. A derived ``weighting`` section (what the search learned, e.g. task
+    weights) completes the run's weighting when both name the same weighting: each key the
+    run's section leaves null takes the derived value, and the result is validated like a
+    user's section. A run's weighting of another name, or one with every key set, is
+    trained as configured.
     """
 
     def configure(config: dict, ctx: StageContext) -> dict:
@@ -69,11 +72,15 @@ def from_derived(source: str = "derive"):
         section = derived["architecture"]
         comp = ctx.registry.get("architecture", section["name"])
         config["architecture"] = resolve_params(comp.params, section, "derived architecture")
-        weighting = config["weighting"]
-        if weighting["name"] == "fixed" and weighting.get("weights") is None:
-            if not derived.get("task_weights"):
-                raise UserError("weighting.weights: required (the derived architecture learned no task weights)")
-            weighting["weights"] = dict(derived["task_weights"])
+        config["weighting"] = completed(config["weighting"], derived.get("weighting"), ctx.registry)
         return config
 
     return configure
+
+
+def completed(weighting: dict, learned: dict | None, registry) -> dict:
+    """``weighting`` with its null keys taken from ``learned`` if both name the same weighting."""
+    if not learned or learned["name"] != weighting["name"]:
+        return weighting
+    merged = {k: learned.get(k) if v is None else v for k, v in weighting.items()}
+    return resolve_params(registry.get("weighting", weighting["name"]).params, merged, "derived weighting")

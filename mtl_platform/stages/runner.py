@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import runs
 from ..contracts.stage import Stage, StageContext
 from ..errors import UserError
+from .train import TrainStage
 
 STAGES_DIR = "stages"
 PROGRESS_FILE = "stages.json"
@@ -20,7 +21,9 @@ def stage_dir(run_dir: Path, plan: list[Stage], stage: Stage) -> Path:
 
 
 def run_stages(plan: list[Stage], ctx: StageContext) -> dict:
-    """Run (or resume) ``plan``; return the last stage's results, which carry every stage's summary."""
+    """Run (or resume) ``plan`` (empty: one ordinary training stage, ``TrainStage``); return
+    the last stage's results, which carry every stage's summary."""
+    plan = list(plan) or [TrainStage()]
     names = [s.name for s in plan]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique: {names}")

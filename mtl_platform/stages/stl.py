@@ -8,7 +8,7 @@ from ..contracts.stage import Stage, StageContext
 
 
 class STLStage(Stage):
-    """Each task's STL model — ``stl_config(config, task)``, the very models the Δp baselines
+    """Each task's STL model — ``stl_config(config, task, registry)``, the very models the Δp baselines
     use — reused from ``$MTL_CACHE`` when present, trained (and cached) otherwise.
 
     Results: per task the cache hash, the weights file and the STL metrics, so a later stage

@@ -45,7 +45,7 @@ class CoNAL(Architecture):
                              help="CoNAL's architecture search (thesis Algorithm 3)"),)
 
     @classmethod
-    def stage_plan(cls, config):
+    def stage_plan(cls, config, *, domain, registry):
         notice = config["architecture"]["search"]["conflict_notice"]
         rule = {"name": "conal_conflict" if notice else "ew"}
         return [BilevelSearch("search", weighting=lambda ctx: rule), DeriveStage("derive", source="search"),

@@ -125,8 +125,8 @@ class ConalPro(Architecture):
             copy_weights(self.heads[self.tasks[0]], self.heads.values())
 
     @classmethod
-    def stage_plan(cls, config):
-        rounds = encoder_stages(config)
+    def stage_plan(cls, config, *, domain, registry):
+        rounds = len(domain.encoder_factory().stages)  # P−1
         s = config["architecture"]["search"]
         rule = {"name": "conal_pro_conflict" if s["conflict_notice"] else "ew"}
         epochs = round_epochs(s["epochs"], rounds, s["budget"])
@@ -184,21 +184,6 @@ class ConalPro(Architecture):
 
 
 # -- the run's stages -------------------------------------------------------------------------
-
-def encoder_stages(config: dict) -> int:
-    """P−1 of the configured domain's encoder: the number of search rounds. A stage plan is
-    built from the config alone, so the domain is constructed here (its data is not loaded)."""
-    from mtl_platform import registry as registry_mod
-
-    reg, _ = registry_mod.load(config["plugins"]["disable"])
-    name = config["domain"]["name"]
-    if name not in reg.names("domain"):
-        raise UserError(f"architecture: conal_pro needs domain {name!r} to be an installed plugin "
-                        f"(its encoder's stage count fixes the number of search rounds)")
-    cls = reg.get("domain", name).cls
-    domain = cls(seed=config["train"]["seed"], **{k: v for k, v in config["domain"].items() if k != "name"})
-    return len(domain.encoder_factory().stages)
-
 
 def round_epochs(epochs: int, rounds: int, budget: str) -> list[int]:
     """Epochs of each round: ``search.epochs`` each, or that total split equally (earlier rounds

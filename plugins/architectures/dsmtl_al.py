@@ -33,7 +33,6 @@ class DSMTLAL(CoNAL):
 
     name = "dsmtl_al"
     default_weighting = {"name": "fixed"}
-    learns_task_weights = True
     params = (search_section(SYMMETRIC_INIT, help="DSMTL-AL's branch and task-weight search (Eq. 6.8)"),)
 
     def __init__(self, tasks, encoder_factory, head_factory, **params):
@@ -41,7 +40,7 @@ class DSMTLAL(CoNAL):
         self.task_logits = nn.Parameter(torch.zeros(len(self.tasks)))
 
     @classmethod
-    def stage_plan(cls, config):
+    def stage_plan(cls, config, *, domain, registry):
         return [BilevelSearch("search", weighting=lambda ctx: {"name": "ew"}), DeriveStage("derive", source="search"),
                 TrainStage("retrain", configure=from_derived("derive"))]
 
@@ -56,10 +55,20 @@ class DSMTLAL(CoNAL):
         weights = self.search_loss_weights().detach().tolist()
         return {**super().search_state(), "task_weights": dict(zip(self.tasks, weights))}
 
+    @classmethod
+    def checked_weighting(cls, weighting, tasks):
+        """A ``fixed`` weighting left without weights takes the learned ones in retraining;
+        until the search has run, equal placeholders stand in for them."""
+        if weighting["name"] == "fixed" and weighting.get("weights") is None:
+            return dict(weighting, weights=dict.fromkeys(tasks, 1.0))
+        return weighting
+
     def derive(self) -> dict:
+        """The gated tree of the argmax branch points, and the ``fixed`` weighting of the
+        learned task weights that retraining applies unless another weighting is configured."""
         state = self.search_state()
         tree = {"name": "tree", "branch_points": state["branch_points"], "public_gate": True}
-        return {"architecture": tree, **state}
+        return {"architecture": tree, **state, "weighting": {"name": "fixed", "weights": state["task_weights"]}}
 
 
 @hookimpl

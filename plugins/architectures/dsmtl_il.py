@@ -12,7 +12,7 @@ from .dsmtl_jl import DSMTLJL
 def load_stl_models(model, ctx) -> None:
     """Put each task's STL encoder and head (stage ``stl``) into its private encoder and head."""
     for task, entry in ctx.previous["stl"]["models"].items():
-        encoder, head = stl_parts(entry["weights"], task)
+        encoder, head = stl_parts(ctx.config, task, ctx.registry, entry["weights"])
         model.private[task].load_state_dict(encoder)
         model.heads[task].load_state_dict(head)
 
@@ -38,7 +38,7 @@ class DSMTLIL(DSMTLJL):
         self.heads.requires_grad_(False)
 
     @classmethod
-    def stage_plan(cls, config):
+    def stage_plan(cls, config, *, domain, registry):
         return [STLStage("stl"), TrainStage("gated", init=load_stl_models)]
 
     def train(self, mode: bool = True):

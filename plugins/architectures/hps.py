@@ -31,6 +31,14 @@ class HPS(Architecture):
     def task_parameters(self, task):
         return list(self.heads[task].parameters())
 
+    @classmethod
+    def split_task_state(cls, state, task):
+        """The shared encoder (every task reads it) and ``task``'s head; with one task, the
+        single-task model's two parts."""
+        encoder = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        head = {k[len(f"heads.{task}."):]: v for k, v in state.items() if k.startswith(f"heads.{task}.")}
+        return encoder, head
+
     def parameter_blocks(self):
         stages = getattr(self.encoder, "stages", None)
         if stages is None:
@@ -41,3 +49,11 @@ class HPS(Architecture):
 @hookimpl
 def mtl_register(registry):
     registry.add_architecture(HPS)
+    # The platform's defaults are data its plugins declare (the core names no component):
+    # a config that names no architecture or weighting is HPS with equal weighting, the usual
+    # multi-task baseline; the single-task (STL) models are HPS with one task, i.e. the
+    # domain's encoder and that task's head, trained on its plain loss (EW of one task).
+    registry.set_default("architecture", "hps")
+    registry.set_default("weighting", "ew")
+    registry.set_default("baselines.stl_architecture", "hps")
+    registry.set_default("baselines.stl_weighting", "ew")

@@ -110,8 +110,8 @@ class LTB(Architecture):
     )
 
     @classmethod
-    def stage_plan(cls, config):
-        return [BilevelSearch("search"), DeriveStage("derive", source="search"),
+    def stage_plan(cls, config, *, domain, registry):
+        return [BilevelSearch("search", weighting=lambda ctx: {"name": "ew"}), DeriveStage("derive", source="search"),
                 TrainStage("retrain", configure=from_derived("derive"))]
 
     def __init__(self, tasks, encoder_factory, head_factory, width=None, search=None, **params):
