@@ -6,6 +6,7 @@ computed from the explicit Jacobian, and hand-computed two-task cases.
 """
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +16,9 @@ from mtl_platform import registry
 from mtl_platform.errors import UserError
 from mtl_platform.gradients import GradientEngine
 from mtl_platform.gradients.combine import call_weighting
-from mtl_platform.gradients.solvers import (bargaining_residual, min_norm_frank_wolfe, min_norm_simplex,
-                                            min_norm_two, nash_bargaining, nonneg_qp, project_simplex,
-                                            simplex_kkt_gap)
+from mtl_platform_plugins.weightings._solvers import (bargaining_residual, min_norm_frank_wolfe, min_norm_simplex,
+                                                     min_norm_two, nash_bargaining, nonneg_qp, project_simplex,
+                                                     simplex_kkt_gap)
 from mtl_platform_plugins.weightings.aligned_mtl import AlignedMTL, alignment_matrix
 from mtl_platform_plugins.weightings.imtl import IMTL
 from mtl_platform_plugins.weightings.mgda import MGDA
@@ -581,3 +582,16 @@ def test_mgda_ub_solves_on_the_representation_through_the_engine():
     GradientEngine(model, MGDA(tasks(m), ub=True), tasks(m), mode="param").backward(losses)
     for p, e in zip(shared, expected):
         assert torch.allclose(p.grad, e, atol=1e-10)
+
+
+def test_the_solver_maths_lives_beside_the_weightings_and_the_core_never_imports_it():
+    """The solvers are private to the built-in weightings (issue 16 point 5): no module under
+    ``mtl_platform/`` holds or imports them, and the core imports no plugin."""
+    root = Path(__file__).resolve().parents[1]
+    assert not (root / "mtl_platform" / "gradients" / "solvers.py").exists()
+    for path in (root / "mtl_platform").rglob("*.py"):
+        source = path.read_text()
+        for banned in ("solvers", "_projection", "mtl_platform_plugins"):
+            assert f"import {banned}" not in source and not any(
+                line.lstrip().startswith("from ") and banned in line.split(" import ")[0]
+                for line in source.splitlines()), f"{path.relative_to(root)} imports {banned}"

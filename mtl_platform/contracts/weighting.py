@@ -10,6 +10,18 @@ from torch import Tensor, nn
 from .component import Configurable
 
 
+def working_dtype(like: Tensor) -> torch.dtype:
+    """The precision Gramians and weighting solvers compute in: float64, except on devices
+    without it (MPS), where float32.
+
+    The Gramians weightings receive are tiny (m × m), so double precision costs nothing
+    measurable and keeps ill-conditioned systems (near-parallel gradients) solvable.
+    """
+    if like.device.type == "mps":
+        return torch.float32
+    return torch.float64
+
+
 class Needs(enum.Enum):
     """What a weighting asks the gradient engine to compute."""
 

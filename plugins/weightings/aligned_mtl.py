@@ -2,8 +2,8 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
+from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.errors import UserError
-from mtl_platform.gradients.solvers import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 

@@ -2,9 +2,11 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import min_norm_frank_wolfe, min_norm_simplex, simplex_kkt_gap, working_dtype
+from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import min_norm_frank_wolfe, min_norm_simplex, simplex_kkt_gap
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -31,7 +33,7 @@ class MGDA(Weighting):
       raw gradients (Sener & Koltun's released code weights the raw losses by s). With
       ``normalization: none`` both are the same.
     - ``solver``: ``active_set`` (default) — Wolfe's exact minimum-norm-point method
-      (``mtl_platform.gradients.solvers.min_norm_simplex``), exact after at most about 1.75m
+      (``_solvers.min_norm_simplex``), exact after at most about 1.75m
       steps (closed form for m = 2); ``frank_wolfe`` — Sener & Koltun's Frank–Wolfe with exact
       line search (pairwise form), cheaper per step but only approximate on ill-conditioned
       Gramians. ``iterations`` is the step budget (null: 2m + 6 for ``active_set``, 250 for

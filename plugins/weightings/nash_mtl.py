@@ -2,10 +2,11 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import (bargaining_objective, bargaining_residual, nash_bargaining,
-                                            working_dtype)
+from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import bargaining_objective, bargaining_residual, nash_bargaining
 
 
 class NashMTL(Weighting):
@@ -20,7 +21,7 @@ class NashMTL(Weighting):
     (CCP) solved with cvxpy on the CPU): here the system is solved *exactly* in torch, on the
     device, as the stationary point of the strictly convex ``½αᵀGα − Σ log α_i`` by
     ``optim_niter`` damped-Newton steps
-    (``mtl_platform.gradients.solvers.nash_bargaining``; 4–15 steps reach machine precision on
+    (``_solvers.nash_bargaining``; 4–15 steps reach machine precision on
     well-posed problems). The start is whichever of the previous α and 1/‖g_t‖ (exact for
     orthogonal gradients) has the lower objective. The authors' code normalises G by its
     Frobenius norm only for the conditioning of the CCP program; its constraints use the raw

@@ -2,9 +2,11 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import nonneg_qp, working_dtype
+from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import nonneg_qp
 
 
 class UPGrad(Weighting):
@@ -21,7 +23,7 @@ class UPGrad(Weighting):
     ``λ⁽ⁱ⁾ = argmin_{λ ≥ 0} ½ λᵀGλ + λᵀG e_i``; equivalently ``v⁽ⁱ⁾ = e_i + λ⁽ⁱ⁾`` minimises
     ``vᵀGv`` over ``v ≥ e_i``. The returned task weights are ``w = (1/m) Σ_i v⁽ⁱ⁾``. The m
     nonnegative QPs are solved together, exactly, by the batched Lawson–Hanson active-set
-    method of ``mtl_platform.gradients.solvers.nonneg_qp`` (float64 on the device;
+    method of ``_solvers.nonneg_qp`` (float64 on the device;
     ``iterations`` steps, null: 2m + 4; ``tol`` its relative stopping tolerance). The paper's
     code uses quadprog with a small ridge (``reg_eps``) because quadprog needs a positive
     definite G; this solver handles singular Gramians, so no ridge is added. The largest

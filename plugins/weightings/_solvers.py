@@ -1,4 +1,5 @@
-"""Small torch solvers on task Gramians, for the solver-based weightings (MGDA, UPGrad, …).
+"""Small torch solvers on task Gramians, for the solver-based weightings (MGDA, UPGrad, …); private
+to the built-in weightings (the core never imports it).
 
 Every function is pure (tensors in, tensors out), runs on the device of its inputs, never
 reads a tensor value on the host (no ``.item()``, no Python branch on a tensor) and has a
@@ -6,7 +7,8 @@ fixed iteration budget; convergence tests are per-problem masks evaluated on the
 (a converged problem is frozen, the loop still runs its budget). They are sized for the
 task dimension m (a handful to a few dozen tasks), not for the parameter dimension.
 
-- :func:`working_dtype`: the precision the solvers compute in (float64 where available).
+They compute in :func:`mtl_platform.contracts.weighting.working_dtype` (float64 where available).
+
 - :func:`project_simplex`: Euclidean projection onto the probability simplex.
 - :func:`min_norm_two`: the closed-form minimiser of ``‖γ a + (1 − γ) b‖`` (Sener & Koltun).
 - :func:`min_norm_simplex`: the minimum-norm point of the convex hull of the task gradients
@@ -23,20 +25,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["working_dtype", "project_simplex", "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe",
+from mtl_platform.contracts.weighting import working_dtype
+
+__all__ = ["project_simplex", "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe",
            "simplex_kkt_gap", "nonneg_qp", "nonneg_qp_residual", "nash_bargaining", "bargaining_objective",
            "bargaining_residual"]
-
-
-def working_dtype(like: Tensor) -> torch.dtype:
-    """float64, except on devices without it (MPS), where float32.
-
-    The Gramians the solvers receive are tiny (m × m), so double precision costs nothing
-    measurable and keeps ill-conditioned systems (near-parallel gradients) solvable.
-    """
-    if like.device.type == "mps":
-        return torch.float32
-    return torch.float64
 
 
 def _tiny(like: Tensor) -> float:
