@@ -118,6 +118,56 @@ def test_project_simplex_hand_cases_and_variational_inequality():
         assert (((v - x) * (vertex - x)).sum(-1) <= 1e-12).all()
 
 
+def test_project_simplex_in_a_diagonal_metric_satisfies_its_kkt_conditions():
+    gen = torch.Generator().manual_seed(0)
+    for m in range(1, 9):
+        y = 3 * torch.randn(5, m, generator=gen, dtype=F64)
+        metric = torch.rand(m, generator=gen, dtype=F64) + 0.1
+        for d in (None, metric):
+            x = project_simplex(y, d)
+            dd = torch.ones(m, dtype=F64) if d is None else d
+            assert torch.allclose(x.sum(1), torch.ones(5, dtype=F64)) and (x >= 0).all()
+            nu = dd * (y - x)  # = ν on the support, ≤ ν off it
+            for row in range(5):
+                support = x[row] > 0
+                level = nu[row][support][0]
+                assert torch.allclose(nu[row][support], level.expand(int(support.sum())))
+                assert (nu[row][~support] <= level + 1e-12).all()
+
+
+def simplex_by_bisection(y, d):
+    """The projection in the metric d, by bisection on ν (Σ_i max(0, y_i − ν/d_i) = 1), in float64."""
+    y, d = y.double(), d.double()
+    lo = ((y - 1) * d).amin(-1, keepdim=True)                   # Σ ≥ 1 here
+    hi = (y * d).amax(-1, keepdim=True)                         # Σ = 0 here
+    for _ in range(400):
+        mid = (lo + hi) / 2
+        above = (y - mid / d).clamp_min(0).sum(-1, keepdim=True) > 1
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    return (y - (lo + hi) / 2 / d).clamp_min(0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_project_simplex_matches_bisection_batched_at_every_scale(dtype):
+    """One projection serves the solvers (Euclidean) and CAGrad (diagonal metric): batched over
+    leading dimensions, equal to an independent bisection up to the rounding of its input."""
+    gen = torch.Generator().manual_seed(1)
+    for scale in (1e-6, 1.0, 1e6):
+        for m in (1, 2, 5, 40):
+            y = (scale * torch.randn(3, 4, m, generator=gen, dtype=F64)).to(dtype)
+            metric = (torch.rand(m, generator=gen, dtype=F64) * 10 + 0.1).to(dtype)
+            for d in (None, metric):
+                x = project_simplex(y, d)
+                assert x.shape == y.shape and x.dtype == dtype
+                want = simplex_by_bisection(y, torch.ones(m, dtype=dtype) if d is None else d)
+                # x = max(0, y − ν/d): its error is that of y − ν/d, a few ulps of max |y| + 1
+                allowed = 8 * m * torch.finfo(dtype).eps * (y.double().abs().amax(-1, keepdim=True) + 1)
+                assert ((x.double() - want).abs() <= allowed).all(), (scale, m, d is None)
+                rows, flat = y.reshape(-1, m), x.reshape(-1, m)  # each batch entry is its own problem
+                for i in range(rows.shape[0]):
+                    assert torch.equal(project_simplex(rows[i:i + 1], d)[0], flat[i])
+
+
 def test_min_norm_two_matches_sener_koltun_algorithm_1():
     # a ⊥ b, equal norms: the midpoint
     assert torch.allclose(min_norm_two(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0)), torch.tensor(0.5))

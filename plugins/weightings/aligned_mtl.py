@@ -2,10 +2,11 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import working_gram
 
 SCALES = ("min", "median", "rmse")
 
@@ -24,8 +25,7 @@ def alignment_matrix(gram, eps=None, scale="min"):
     zero gradient is no direction; all gradients zero: B = 0.
     """
     out_dtype = gram.dtype
-    g = gram.to(working_dtype(gram))
-    g = 0.5 * (g + g.T)
+    g = working_gram(gram)
     m = g.shape[0]
     rel = m * torch.finfo(g.dtype).eps if eps is None else float(eps)
     diag = torch.diagonal(g).clamp_min(0)

@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import project_simplex, scale_of, symmetric, tiny
+from ._solvers import project_simplex, scale_of, symmetric, tiny
 
 # Candidate step sizes of the solver's line search, relative to the diagonally preconditioned
 # gradient (the last candidate, 0, keeps the current point, so every iteration is monotone).

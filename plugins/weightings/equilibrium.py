@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import other_tasks, scale_of, sequential_projection, symmetric, tiny
+from ._solvers import other_tasks, scale_of, sequential_projection, symmetric, tiny
 
 
 def adjusted_specifics(gram, alpha, order, eps=1e-8):

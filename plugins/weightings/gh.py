@@ -7,7 +7,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import scale_of, symmetric, tiny
+from ._solvers import scale_of, symmetric, tiny
 
 
 def harmonised_coefficients(gram, eps=0.0):

@@ -8,7 +8,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import symmetric, tiny
+from ._solvers import symmetric, tiny
 from .gh import upper_bound
 
 # Below this sin θ_ij the pair is (numerically) anti-parallel and its plane is undefined (rotate only).

@@ -2,11 +2,10 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._solvers import min_norm_frank_wolfe, min_norm_simplex, simplex_kkt_gap
+from ._solvers import min_norm_frank_wolfe, min_norm_simplex, scale_of, simplex_kkt_gap, working_gram
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -102,8 +101,7 @@ class MGDA(Weighting):
         if gram is None:
             raise TypeError("mgda needs the Gramian: call weights(losses, gram=G)")
         out_dtype = gram.dtype
-        g = gram.to(working_dtype(gram))
-        g = 0.5 * (g + g.T)
+        g = working_gram(gram)
         n = self.normalizers(losses, g)
         scaled = g / (n[:, None] * n[None, :])
         if self.solver == "frank_wolfe":
@@ -111,7 +109,7 @@ class MGDA(Weighting):
         else:
             s = min_norm_simplex(scaled, self.iterations, self.tol)
         with torch.no_grad():
-            scale = torch.diagonal(scaled).mean().clamp_min(torch.finfo(s.dtype).tiny)
+            scale = scale_of(scaled)
             self.solver_gap = (simplex_kkt_gap(scaled, s) / scale).to(self.solver_gap)
         w = s / n if self.weights_on == "normalized" else s
         return w.to(out_dtype)

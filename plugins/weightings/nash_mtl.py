@@ -6,7 +6,7 @@ from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._solvers import bargaining_objective, bargaining_residual, nash_bargaining
+from ._solvers import bargaining_objective, bargaining_residual, nash_bargaining, symmetric, tiny, working_gram
 
 
 class NashMTL(Weighting):
@@ -93,8 +93,7 @@ class NashMTL(Weighting):
         task), with the ridge ``eps`` added to K's unit diagonal; a task with a zero gradient gets
         α_t = 0 and is left out of the bargaining.
         """
-        g = gram.to(working_dtype(gram))
-        g = 0.5 * (g + g.T)
+        g = working_gram(gram)
         m = g.shape[0]
         diag = torch.diagonal(g).clamp_min(0)
         alive = diag > diag.amax() * 1e-30
@@ -104,7 +103,7 @@ class NashMTL(Weighting):
         cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), eye)
         reg = cosines + self.eps * eye
         fresh = torch.full_like(diag, (1.0 + self.eps) ** -0.5)          # exact for orthogonal gradients
-        previous = (self.alpha.to(g) * norms).clamp_min(torch.finfo(g.dtype).tiny)
+        previous = (self.alpha.to(g) * norms).clamp_min(tiny(g))
         start = torch.where(bargaining_objective(reg, previous) < bargaining_objective(reg, fresh), previous, fresh)
         beta = nash_bargaining(reg, start, self.optim_niter)
         alpha = torch.where(alive, beta / norms, torch.zeros_like(beta))
@@ -123,8 +122,8 @@ class NashMTL(Weighting):
         self.calls += 1
         if self.max_norm > 0:
             g = gram.to(alpha.dtype)
-            norm = (alpha @ (0.5 * (g + g.T)) @ alpha).clamp_min(0).sqrt()
-            alpha = alpha * (self.max_norm / norm.clamp_min(torch.finfo(norm.dtype).tiny)).clamp(max=1.0)
+            norm = (alpha @ symmetric(g) @ alpha).clamp_min(0).sqrt()
+            alpha = alpha * (self.max_norm / norm.clamp_min(tiny(norm))).clamp(max=1.0)
         return alpha.to(gram.dtype)
 
 

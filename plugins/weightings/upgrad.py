@@ -2,11 +2,10 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._solvers import nonneg_qp
+from ._solvers import nonneg_qp, tiny, working_gram
 
 
 class UPGrad(Weighting):
@@ -56,13 +55,12 @@ class UPGrad(Weighting):
     def weights(self, losses, gram=None, **computed):
         if gram is None:
             raise TypeError("upgrad needs the Gramian: call weights(losses, gram=G)")
-        g = gram.to(working_dtype(gram))
-        g = 0.5 * (g + g.T)
+        g = working_gram(gram)
         m = g.shape[0]
         lam = nonneg_qp(g, g, self.iterations, self.tol)          # row i: λ⁽ⁱ⁾ for c = G e_i
         v = torch.eye(m, dtype=g.dtype, device=g.device) + lam
         with torch.no_grad():
-            scale = torch.diagonal(g).amax().clamp_min(torch.finfo(g.dtype).tiny)
+            scale = torch.diagonal(g).amax().clamp_min(tiny(g))
             self.residual = ((-(v @ g)).clamp_min(0).amax() / scale).to(self.residual)
         return v.mean(0).to(gram.dtype)
 
