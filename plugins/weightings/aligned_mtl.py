@@ -93,16 +93,11 @@ class AlignedMTL(Weighting):
         Param("scale", str, "min", "σ²: smallest kept eigenvalue (paper), their median, or mean", choices=SCALES),
     )
 
-    def __init__(self, tasks, preferences=None, eps=None, scale="min", **params):
-        super().__init__(tasks, preferences=preferences, eps=eps, scale=scale, **params)
+    def setup(self):
         m = len(self.tasks)
-        if preferences is not None and len(preferences) != m:
-            raise UserError(f"aligned_mtl.preferences: got {len(preferences)} values for {m} tasks")
-        if scale not in SCALES:
-            raise UserError(f"aligned_mtl.scale: got {scale!r}, allowed: {', '.join(SCALES)}")
-        self.eps = None if eps is None else float(eps)
-        self.scale = scale
-        prefs = torch.ones(m) if preferences is None else torch.tensor([float(p) for p in preferences])
+        if self.preferences is not None and len(self.preferences) != m:
+            raise UserError(f"aligned_mtl.preferences: got {len(self.preferences)} values for {m} tasks")
+        prefs = torch.ones(m) if self.preferences is None else torch.tensor([float(p) for p in self.preferences])
         self.register_buffer("preferences", prefs, persistent=False)
 
     def weights(self, losses, gram=None, **computed):

@@ -85,11 +85,7 @@ class CAGrad(Weighting):
         Param("iters", int, 50, "iterations of the simplex-constrained dual solver", bounds="[1, inf)"),
     )
 
-    def __init__(self, tasks, c=0.4, rescale=1, iters=50, **params):
-        super().__init__(tasks, c=c, rescale=rescale, iters=iters, **params)
-        self.c = float(c)
-        self.rescale = int(rescale)
-        self.iters = int(iters)
+    def setup(self):
         self.register_buffer("duality_gap", torch.zeros(()), persistent=False)
         self.register_buffer("steps", torch.tensor(_STEPS), persistent=False)
 

@@ -74,10 +74,6 @@ class IMTL(Weighting):
               optional=True, bounds="[0, 1)"),
     )
 
-    def __init__(self, tasks, rcond=None, **params):
-        super().__init__(tasks, rcond=rcond, **params)
-        self.rcond = None if rcond is None else float(rcond)
-
     def weights(self, losses, gram=None, **computed):
         if gram is None:
             raise TypeError("imtl needs the Gramian: call weights(losses, gram=G)")

@@ -53,7 +53,7 @@ class MGDA(Weighting):
     name = "mgda"
     needs = Needs.GRAMIAN
     scales_heads = False
-    promises = ("nonnegative", "no_conflict", "min_norm")  # per instance: see __init__
+    promises = ("nonnegative", "no_conflict", "min_norm")  # per instance: see setup
     params = (
         Param("normalization", str, "none", "scale each g_t before solving", choices=NORMALIZATIONS),
         Param("weights_on", str, "normalized", "apply the solution to the normalised or the raw gradients",
@@ -66,21 +66,9 @@ class MGDA(Weighting):
         Param("ub", bool, False, "MGDA-UB: gradients w.r.t. the shared representation (rep mode)"),
     )
 
-    def __init__(self, tasks, normalization="none", weights_on="normalized", solver="active_set",
-                 iterations=None, tol=1e-12, eps=1e-12, ub=False, **params):
-        super().__init__(tasks, normalization=normalization, weights_on=weights_on, solver=solver,
-                         iterations=iterations, tol=tol, eps=eps, ub=ub, **params)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"mgda: normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        self.normalization = normalization
-        self.weights_on = weights_on
-        self.solver = solver
-        self.iterations = None if iterations is None else int(iterations)
-        self.tol = float(tol)
-        self.eps = float(eps)
-        self.ub = bool(ub)
-        if normalization != "none":  # the min-norm point of the *normalised* gradients
-            self.promises = ("nonnegative", "no_conflict") if weights_on == "normalized" else ("nonnegative",)
+    def setup(self):
+        if self.normalization != "none":  # the min-norm point of the *normalised* gradients
+            self.promises = ("nonnegative", "no_conflict") if self.weights_on == "normalized" else ("nonnegative",)
         if self.ub:
             self.mode = "rep"
         self.register_buffer("solver_gap", torch.zeros(()), persistent=False)

@@ -68,13 +68,7 @@ class NashMTL(Weighting):
         Param("eps", float, 1e-8, "ridge on G, relative to each task's ‖g_t‖² (G + eps·diag G)", bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, update_weights_every=1, optim_niter=20, max_norm=1.0, eps=1e-8, **params):
-        super().__init__(tasks, update_weights_every=update_weights_every, optim_niter=optim_niter,
-                         max_norm=max_norm, eps=eps, **params)
-        self.update_weights_every = int(update_weights_every)
-        self.optim_niter = int(optim_niter)
-        self.max_norm = float(max_norm)
-        self.eps = float(eps)
+    def setup(self):
         self.calls = 0
         self.register_buffer("alpha", torch.ones(len(self.tasks)))
         self.register_buffer("residual", torch.zeros(()), persistent=False)

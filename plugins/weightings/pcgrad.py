@@ -52,11 +52,6 @@ class PCGrad(Weighting):
               bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, shuffle=True, eps=0.0, **params):
-        super().__init__(tasks, shuffle=shuffle, eps=eps, **params)
-        self.shuffle = bool(shuffle)
-        self.eps = float(eps)
-
     def weights(self, losses, gram=None, **computed):
         if gram is None:
             raise TypeError("pcgrad needs the Gramian: call weights(losses, gram=G)")

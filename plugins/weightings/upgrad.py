@@ -46,10 +46,7 @@ class UPGrad(Weighting):
         Param("tol", float, 1e-12, "relative tolerance of the QP solver", bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, iterations=None, tol=1e-12, **params):
-        super().__init__(tasks, iterations=iterations, tol=tol, **params)
-        self.iterations = None if iterations is None else int(iterations)
-        self.tol = float(tol)
+    def setup(self):
         self.register_buffer("residual", torch.zeros(()), persistent=False)
 
     def weights(self, losses, gram=None, **computed):
