@@ -13,7 +13,7 @@ from mtl_platform import registry
 from mtl_platform.contracts import Needs
 from mtl_platform.errors import UserError
 from mtl_platform.gradients.combine import call_weighting
-from mtl_platform_plugins.weightings._projection import other_tasks, project_simplex
+from mtl_platform_plugins.weightings._solvers import other_tasks
 from mtl_platform_plugins.weightings.cagrad import CAGrad, dual_objective
 from mtl_platform_plugins.weightings.equilibrium import Equilibrium, adjusted_specifics
 from mtl_platform_plugins.weightings.gh import GH, harmonised_coefficients
@@ -594,20 +594,3 @@ def test_cagrad_is_permutation_equivariant():
         _, g = run(CAGrad(names(m)), j)
         _, g_perm = run(CAGrad(names(m)), j[perm])
         assert torch.allclose(g_perm, g, rtol=1e-4, atol=1e-4 * float(g.norm())), fam
-
-
-def test_project_simplex_kkt():
-    gen = torch.Generator().manual_seed(0)
-    for m in range(1, 9):
-        y = 3 * torch.randn(5, m, generator=gen, dtype=D)
-        metric = torch.rand(m, generator=gen, dtype=D) + 0.1
-        for d in (None, metric):
-            x = project_simplex(y, d)
-            dd = torch.ones(m, dtype=D) if d is None else d
-            assert torch.allclose(x.sum(1), torch.ones(5, dtype=D)) and (x >= 0).all()
-            nu = dd * (y - x)  # = ν on the support, ≤ ν off it
-            for row in range(5):
-                support = x[row] > 0
-                level = nu[row][support][0]
-                assert torch.allclose(nu[row][support], level.expand(int(support.sum())))
-                assert (nu[row][~support] <= level + 1e-12).all()

@@ -6,6 +6,7 @@ computed from the explicit Jacobian, and hand-computed two-task cases.
 """
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +16,9 @@ from mtl_platform import registry
 from mtl_platform.errors import UserError
 from mtl_platform.gradients import GradientEngine
 from mtl_platform.gradients.combine import call_weighting
-from mtl_platform.gradients.solvers import (bargaining_residual, min_norm_frank_wolfe, min_norm_simplex,
-                                            min_norm_two, nash_bargaining, nonneg_qp, project_simplex,
-                                            simplex_kkt_gap)
+from mtl_platform_plugins.weightings._solvers import (bargaining_residual, min_norm_frank_wolfe, min_norm_simplex,
+                                                     min_norm_two, nash_bargaining, nonneg_qp, project_simplex,
+                                                     simplex_kkt_gap)
 from mtl_platform_plugins.weightings.aligned_mtl import AlignedMTL, alignment_matrix
 from mtl_platform_plugins.weightings.imtl import IMTL
 from mtl_platform_plugins.weightings.mgda import MGDA
@@ -115,6 +116,56 @@ def test_project_simplex_hand_cases_and_variational_inequality():
     # x is the projection iff (v − x)·(y − x) ≤ 0 for every y of the simplex (its vertices suffice)
     for vertex in torch.eye(7, dtype=F64):
         assert (((v - x) * (vertex - x)).sum(-1) <= 1e-12).all()
+
+
+def test_project_simplex_in_a_diagonal_metric_satisfies_its_kkt_conditions():
+    gen = torch.Generator().manual_seed(0)
+    for m in range(1, 9):
+        y = 3 * torch.randn(5, m, generator=gen, dtype=F64)
+        metric = torch.rand(m, generator=gen, dtype=F64) + 0.1
+        for d in (None, metric):
+            x = project_simplex(y, d)
+            dd = torch.ones(m, dtype=F64) if d is None else d
+            assert torch.allclose(x.sum(1), torch.ones(5, dtype=F64)) and (x >= 0).all()
+            nu = dd * (y - x)  # = ν on the support, ≤ ν off it
+            for row in range(5):
+                support = x[row] > 0
+                level = nu[row][support][0]
+                assert torch.allclose(nu[row][support], level.expand(int(support.sum())))
+                assert (nu[row][~support] <= level + 1e-12).all()
+
+
+def simplex_by_bisection(y, d):
+    """The projection in the metric d, by bisection on ν (Σ_i max(0, y_i − ν/d_i) = 1), in float64."""
+    y, d = y.double(), d.double()
+    lo = ((y - 1) * d).amin(-1, keepdim=True)                   # Σ ≥ 1 here
+    hi = (y * d).amax(-1, keepdim=True)                         # Σ = 0 here
+    for _ in range(400):
+        mid = (lo + hi) / 2
+        above = (y - mid / d).clamp_min(0).sum(-1, keepdim=True) > 1
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    return (y - (lo + hi) / 2 / d).clamp_min(0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_project_simplex_matches_bisection_batched_at_every_scale(dtype):
+    """One projection serves the solvers (Euclidean) and CAGrad (diagonal metric): batched over
+    leading dimensions, equal to an independent bisection up to the rounding of its input."""
+    gen = torch.Generator().manual_seed(1)
+    for scale in (1e-6, 1.0, 1e6):
+        for m in (1, 2, 5, 40):
+            y = (scale * torch.randn(3, 4, m, generator=gen, dtype=F64)).to(dtype)
+            metric = (torch.rand(m, generator=gen, dtype=F64) * 10 + 0.1).to(dtype)
+            for d in (None, metric):
+                x = project_simplex(y, d)
+                assert x.shape == y.shape and x.dtype == dtype
+                want = simplex_by_bisection(y, torch.ones(m, dtype=dtype) if d is None else d)
+                # x = max(0, y − ν/d): its error is that of y − ν/d, a few ulps of max |y| + 1
+                allowed = 8 * m * torch.finfo(dtype).eps * (y.double().abs().amax(-1, keepdim=True) + 1)
+                assert ((x.double() - want).abs() <= allowed).all(), (scale, m, d is None)
+                rows, flat = y.reshape(-1, m), x.reshape(-1, m)  # each batch entry is its own problem
+                for i in range(rows.shape[0]):
+                    assert torch.equal(project_simplex(rows[i:i + 1], d)[0], flat[i])
 
 
 def test_min_norm_two_matches_sener_koltun_algorithm_1():
@@ -581,3 +632,16 @@ def test_mgda_ub_solves_on_the_representation_through_the_engine():
     GradientEngine(model, MGDA(tasks(m), ub=True), tasks(m), mode="param").backward(losses)
     for p, e in zip(shared, expected):
         assert torch.allclose(p.grad, e, atol=1e-10)
+
+
+def test_the_solver_maths_lives_beside_the_weightings_and_the_core_never_imports_it():
+    """The solvers are private to the built-in weightings (issue 16 point 5): no module under
+    ``mtl_platform/`` holds or imports them, and the core imports no plugin."""
+    root = Path(__file__).resolve().parents[1]
+    assert not (root / "mtl_platform" / "gradients" / "solvers.py").exists()
+    for path in (root / "mtl_platform").rglob("*.py"):
+        source = path.read_text()
+        for banned in ("solvers", "_projection", "mtl_platform_plugins"):
+            assert f"import {banned}" not in source and not any(
+                line.lstrip().startswith("from ") and banned in line.split(" import ")[0]
+                for line in source.splitlines()), f"{path.relative_to(root)} imports {banned}"

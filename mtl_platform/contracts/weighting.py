@@ -10,6 +10,18 @@ from torch import Tensor, nn
 from .component import Configurable
 
 
+def working_dtype(like: Tensor) -> torch.dtype:
+    """The precision Gramians and weighting solvers compute in: float64, except on devices
+    without it (MPS), where float32.
+
+    The Gramians weightings receive are tiny (m × m), so double precision costs nothing
+    measurable and keeps ill-conditioned systems (near-parallel gradients) solvable.
+    """
+    if like.device.type == "mps":
+        return torch.float32
+    return torch.float64
+
+
 class Needs(enum.Enum):
     """What a weighting asks the gradient engine to compute."""
 
@@ -38,6 +50,14 @@ class Weighting(Configurable, nn.Module):
     the working precision (``respond``): a float64 Gramian gets float64 state, and a checkpoint
     restores the precision it was saved in.
 
+    Declared ``params`` need no ``__init__``: the constructor ``(tasks, **params)`` sets each
+    as an attribute of the same name, typed and range-checked (``Configurable.set_params``;
+    all of them, resolved, are also in ``self.config``), then calls ``setup()``, where a
+    weighting builds its buffers, trainable parameters and derived settings. A buffer or
+    parameter may take a declared parameter's name; it replaces the plain value. A subclass
+    with its own ``__init__`` that calls ``super().__init__(tasks, **params)`` and assigns its
+    parameters itself (the older form) works unchanged.
+
     ``promises`` names the properties the answer always has, which the shared property suite
     (``tests/test_weighting_properties.py``) checks on families of hard Jacobians for every
     registered weighting, third-party ones included:
@@ -55,8 +75,28 @@ class Weighting(Configurable, nn.Module):
     def __init__(self, tasks: list[str], **params):
         nn.Module.__init__(self)
         self.tasks = list(tasks)
-        self.check_ranges(params, "weighting")
-        self.config = params
+        self.config = self.set_params(params, "weighting")
+        self.setup()
+
+    def setup(self) -> None:
+        """Build buffers, trainable parameters and settings derived from the declared parameters
+        (already attributes), and check what the declarations cannot (a list's length against
+        the tasks); called once, at the end of ``__init__``. Nothing to build: nothing to write."""
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """``nn.Module.register_buffer``; a buffer named like a declared parameter replaces its
+        plain value (FAMO's ``min_losses``: the list becomes a tensor)."""
+        self._release(name)
+        super().register_buffer(name, tensor, persistent)
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        """``nn.Module.register_parameter``, with the same rule as :meth:`register_buffer`."""
+        self._release(name)
+        super().register_parameter(name, param)
+
+    def _release(self, name: str) -> None:
+        if name in self.__dict__ and any(p.name == name for p in self.declared_params()):
+            del self.__dict__[name]
 
     @property
     def num_tasks(self) -> int:

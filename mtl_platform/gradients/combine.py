@@ -13,8 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..contracts.weighting import Needs
-from .solvers import working_dtype
+from ..contracts.weighting import Needs, working_dtype
 
 # Elements per float64 chunk of a Gramian (2 MiB): small enough to stay in cache, so converting
 # and multiplying a chunk costs what the float32 product of those columns costs.

@@ -3,9 +3,10 @@ import torch
 
 from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.errors import UserError
-from mtl_platform.gradients.solvers import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import working_gram
 
 SCALES = ("min", "median", "rmse")
 
@@ -24,8 +25,7 @@ def alignment_matrix(gram, eps=None, scale="min"):
     zero gradient is no direction; all gradients zero: B = 0.
     """
     out_dtype = gram.dtype
-    g = gram.to(working_dtype(gram))
-    g = 0.5 * (g + g.T)
+    g = working_gram(gram)
     m = g.shape[0]
     rel = m * torch.finfo(g.dtype).eps if eps is None else float(eps)
     diag = torch.diagonal(g).clamp_min(0)
@@ -93,16 +93,11 @@ class AlignedMTL(Weighting):
         Param("scale", str, "min", "σ²: smallest kept eigenvalue (paper), their median, or mean", choices=SCALES),
     )
 
-    def __init__(self, tasks, preferences=None, eps=None, scale="min", **params):
-        super().__init__(tasks, preferences=preferences, eps=eps, scale=scale, **params)
+    def setup(self):
         m = len(self.tasks)
-        if preferences is not None and len(preferences) != m:
-            raise UserError(f"aligned_mtl.preferences: got {len(preferences)} values for {m} tasks")
-        if scale not in SCALES:
-            raise UserError(f"aligned_mtl.scale: got {scale!r}, allowed: {', '.join(SCALES)}")
-        self.eps = None if eps is None else float(eps)
-        self.scale = scale
-        prefs = torch.ones(m) if preferences is None else torch.tensor([float(p) for p in preferences])
+        if self.preferences is not None and len(self.preferences) != m:
+            raise UserError(f"aligned_mtl.preferences: got {len(self.preferences)} values for {m} tasks")
+        prefs = torch.ones(m) if self.preferences is None else torch.tensor([float(p) for p in self.preferences])
         self.register_buffer("preferences", prefs, persistent=False)
 
     def weights(self, losses, gram=None, **computed):

@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import project_simplex, scale_of, symmetric, tiny
+from ._solvers import project_simplex, scale_of, symmetric, tiny
 
 # Candidate step sizes of the solver's line search, relative to the diagonally preconditioned
 # gradient (the last candidate, 0, keeps the current point, so every iteration is monotone).
@@ -85,11 +85,7 @@ class CAGrad(Weighting):
         Param("iters", int, 50, "iterations of the simplex-constrained dual solver", bounds="[1, inf)"),
     )
 
-    def __init__(self, tasks, c=0.4, rescale=1, iters=50, **params):
-        super().__init__(tasks, c=c, rescale=rescale, iters=iters, **params)
-        self.c = float(c)
-        self.rescale = int(rescale)
-        self.iters = int(iters)
+    def setup(self):
         self.register_buffer("duality_gap", torch.zeros(()), persistent=False)
         self.register_buffer("steps", torch.tensor(_STEPS), persistent=False)
 

@@ -62,9 +62,7 @@ class DBMTL(Weighting):
         Param("eps", float, 1e-8, "ε in log(L_t + ε)", bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, beta=0.9, beta_sigma=0.0, eps=1e-8, **params):
-        super().__init__(tasks, beta=beta, beta_sigma=beta_sigma, eps=eps, **params)
-        self.beta, self.sigma, self.eps = float(beta), float(beta_sigma), float(eps)
+    def setup(self):
         self.register_buffer("grad_ema", torch.zeros(self.num_tasks, 0))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
@@ -74,7 +72,7 @@ class DBMTL(Weighting):
             self.grad_ema = torch.zeros_like(jac)
             self.steps = torch.zeros_like(self.steps)
         self.steps = self.steps + 1
-        rate = self.beta / self.steps.to(jac.dtype).pow(self.sigma)
+        rate = self.beta / self.steps.to(jac.dtype).pow(self.beta_sigma)
         scale = losses.detach().to(jac) + self.eps
         has_log = (scale > 0).unsqueeze(1)  # L_t + ε ≤ 0 has no log: the task contributes nothing
         log_grads = torch.where(has_log, jac / torch.where(has_log, scale.unsqueeze(1), torch.ones_like(jac[:, :1])),

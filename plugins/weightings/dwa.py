@@ -17,10 +17,8 @@ class DWA(Weighting):
     promises = ("nonnegative",)
     params = (Param("T", float, 2.0, "softmax temperature", bounds="(0, inf)"),)
 
-    def __init__(self, tasks, T=2.0, **params):
-        super().__init__(tasks, T=T, **params)
+    def setup(self):
         m = len(self.tasks)
-        self.temperature = float(T)
         self.register_buffer("history", torch.zeros(2, m))  # [L(e-2), L(e-1)]
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("current", torch.ones(m))
@@ -32,7 +30,7 @@ class DWA(Weighting):
         self.history = torch.stack([self.history[1], mean_losses.to(self.history)])
         self.epochs_seen += 1
         ratio = self.history[1] / self.history[0].clamp_min(1e-12)
-        dynamic = len(self.tasks) * torch.softmax(ratio / self.temperature, dim=0)
+        dynamic = len(self.tasks) * torch.softmax(ratio / self.T, dim=0)
         self.current = torch.where(self.epochs_seen >= 2, dynamic, torch.ones_like(dynamic))
 
 

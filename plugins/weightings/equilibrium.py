@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import other_tasks, scale_of, sequential_projection, symmetric, tiny
+from ._solvers import other_tasks, scale_of, sequential_projection, symmetric, tiny
 
 
 def adjusted_specifics(gram, alpha, order, eps=1e-8):
@@ -87,18 +87,7 @@ class Equilibrium(Weighting):
               bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, alpha=0.5, w_init=1.0, w_lr=0.1, w_steps=1, w_persistent=True, reduce="sum",
-                 shuffle=False, eps=1e-8, **params):
-        super().__init__(tasks, alpha=alpha, w_init=w_init, w_lr=w_lr, w_steps=w_steps, w_persistent=w_persistent,
-                         reduce=reduce, shuffle=shuffle, eps=eps, **params)
-        self.alpha = float(alpha)
-        self.w_init = float(w_init)
-        self.w_lr = float(w_lr)
-        self.w_steps = int(w_steps)
-        self.w_persistent = bool(w_persistent)
-        self.reduce = reduce
-        self.shuffle = bool(shuffle)
-        self.eps = float(eps)
+    def setup(self):
         self.register_buffer("w", torch.full((len(self.tasks),), self.w_init))
         self.register_buffer("residual_norm", torch.zeros(()), persistent=False)
 

@@ -47,17 +47,12 @@ class FAMO(Weighting):
               "sgd (Algorithm 1 literally)", choices=("adam", "sgd")),
     )
 
-    def __init__(self, tasks, w_lr=0.025, gamma=1e-3, min_losses=None, logit_update="adam", **params):
-        super().__init__(tasks, w_lr=w_lr, gamma=gamma, min_losses=min_losses,
-                         logit_update=logit_update, **params)
+    def setup(self):
         m = self.num_tasks
-        if min_losses is not None and len(min_losses) != m:
-            raise UserError(f"weighting.min_losses: got {len(min_losses)} values, expected one per "
+        if self.min_losses is not None and len(self.min_losses) != m:
+            raise UserError(f"weighting.min_losses: got {len(self.min_losses)} values, expected one per "
                             f"task ({m}: {', '.join(self.tasks)})")
-        if logit_update not in ("adam", "sgd"):
-            raise UserError(f"weighting.logit_update: got {logit_update!r}, allowed: 'adam', 'sgd'")
-        self.lr, self.gamma, self.logit_update = float(w_lr), float(gamma), logit_update
-        self.register_buffer("min_losses", torch.tensor([float(v) for v in (min_losses or [0.0] * m)]),
+        self.register_buffer("min_losses", torch.tensor([float(v) for v in (self.min_losses or [0.0] * m)]),
                              persistent=False)  # configuration, not state
         self.register_buffer("logits", torch.zeros(m))
         self.register_buffer("exp_avg", torch.zeros(m))
@@ -89,7 +84,7 @@ class FAMO(Weighting):
         """One step on ξ from the losses re-evaluated after the model step."""
         grad = self.logit_gradient(self.losses_before, after)
         if self.logit_update == "sgd":
-            self.logits = self.logits - self.lr * grad
+            self.logits = self.logits - self.w_lr * grad
             return
         b1, b2 = ADAM_BETAS
         self.updates = self.updates + 1
@@ -98,7 +93,7 @@ class FAMO(Weighting):
         correction1 = 1 - b1 ** self.updates
         correction2 = 1 - b2 ** self.updates
         denom = (self.exp_avg_sq / correction2).sqrt() + ADAM_EPS
-        self.logits = self.logits - self.lr * (self.exp_avg / correction1) / denom
+        self.logits = self.logits - self.w_lr * (self.exp_avg / correction1) / denom
 
     def after_step(self, closure):
         if not self._pending:  # no FAMO weights were applied since the last update

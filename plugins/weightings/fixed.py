@@ -22,8 +22,8 @@ class Fixed(Weighting):
     params = (Param("weights", dict, None, "task → weight (null: the task weights an architecture "
                     "search learned)", optional=True, item=float, bounds="[0, inf)"),)
 
-    def __init__(self, tasks, weights=None, **params):
-        super().__init__(tasks, weights=weights, **params)
+    def setup(self):
+        weights = self.config["weights"]  # not an attribute: it would hide the method weights()
         if weights is None:
             raise UserError("weighting.weights: required, a mapping task → weight (only a searched architecture "
                             "that learns task weights, such as dsmtl_al, fills it in)")

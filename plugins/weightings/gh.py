@@ -3,11 +3,10 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import scale_of, symmetric, tiny
+from ._solvers import scale_of, symmetric, tiny
 
 
 def harmonised_coefficients(gram, eps=0.0):
@@ -70,21 +69,11 @@ class GH(Weighting):
               optional=True, bounds="[1, inf)"),
     )
 
-    def __init__(self, tasks, eps=0.0, tau_max=None, **params):
-        super().__init__(tasks, eps=eps, tau_max=tau_max, **params)
-        self.eps = float(eps)
-        self.tau_max = upper_bound(tau_max)
-
     def weights(self, losses, gram=None, **computed):
         if gram is None:
             raise TypeError("gh needs the Gramian: call weights(losses, gram=G)")
         tau = harmonised_coefficients(gram, self.eps).sum(0)
         return tau if self.tau_max is None else tau.clamp(max=self.tau_max)
-
-
-def upper_bound(tau_max) -> float | None:
-    """``tau_max`` as a float, or None (off); its range [1, ∞) is checked by the declared bounds."""
-    return None if tau_max is None else float(tau_max)
 
 
 @hookimpl

@@ -8,8 +8,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import symmetric, tiny
-from .gh import upper_bound
+from ._solvers import symmetric, tiny
 
 # Below this sin θ_ij the pair is (numerically) anti-parallel and its plane is undefined (rotate only).
 _MIN_SIN = 1e-6
@@ -97,7 +96,7 @@ class GHPlusPlus(Weighting):
     name = "gh_plus_plus"
     needs = Needs.GRAMIAN
     scales_heads = True
-    promises = ("nonnegative",)  # the paper's form with λ ≥ 1/3, or clamped: see __init__
+    promises = ("nonnegative",)  # the paper's form with λ ≥ 1/3, or clamped: see setup
     params = (
         Param("lam", float, 0.5, "λ: the share of the angle φ = θ−π/2 given to the prior task", bounds="[0, 1]"),
         Param("priority", str, None, "task that comes first (up-weighted); null: the listed order", optional=True),
@@ -107,20 +106,12 @@ class GHPlusPlus(Weighting):
               optional=True, bounds="[1, inf)"),
     )
 
-    def __init__(self, tasks, lam=0.5, priority=None, rotate=False, clamp_nonnegative=False, tau_max=None,
-                 **params):
-        super().__init__(tasks, lam=lam, priority=priority, rotate=rotate,
-                         clamp_nonnegative=clamp_nonnegative, tau_max=tau_max, **params)
-        if priority is not None and priority not in self.tasks:
-            raise UserError(f"gh_plus_plus: priority {priority!r} is not a task; tasks: {', '.join(self.tasks)}")
-        self.lam = float(lam)
-        self.priority = priority
-        self.rotate = bool(rotate)
-        self.clamp_nonnegative = bool(clamp_nonnegative)
+    def setup(self):
+        if self.priority is not None and self.priority not in self.tasks:
+            raise UserError(f"gh_plus_plus: priority {self.priority!r} is not a task; tasks: {', '.join(self.tasks)}")
         if not self.clamp_nonnegative and (self.rotate or self.lam < 1 / 3):
             self.promises = ()
-        self.tau_max = upper_bound(tau_max)
-        self.register_buffer("rank", order_rank(self.tasks, priority, "cpu"), persistent=False)
+        self.register_buffer("rank", order_rank(self.tasks, self.priority, "cpu"), persistent=False)
 
     def weights(self, losses, gram=None, **computed):
         if gram is None:

@@ -38,10 +38,6 @@ class GradDrop(Weighting):
     params = (Param("leak", float, 0.0, "leak ℓ in [0, 1]: the fraction of every task's gradient "
                     "that bypasses the sign mask", bounds="[0, 1]"),)
 
-    def __init__(self, tasks, leak=0.0, **params):
-        super().__init__(tasks, leak=leak, **params)
-        self.leak = float(leak)
-
     def weights(self, losses, jacobian=None, **computed):
         g = jacobian
         total = g.sum(0)

@@ -46,10 +46,8 @@ class GradNorm(Weighting):
     promises = ("nonnegative",)
     params = (Param("alpha", float, 1.5, "asymmetry α: how strongly slow tasks are pulled up", bounds="[0, inf)"),)
 
-    def __init__(self, tasks, alpha=1.5, **params):
-        super().__init__(tasks, alpha=alpha, **params)
+    def setup(self):
         m = self.num_tasks
-        self.alpha = float(alpha)
         self.task_weights = nn.Parameter(torch.ones(m))
         self.register_buffer("initial_losses", torch.ones(m))
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))

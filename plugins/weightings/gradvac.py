@@ -34,7 +34,7 @@ class GradVac(Weighting):
     weights; works in ``param`` and ``rep`` mode). ``per_block: true`` runs it separately on
     every parameter block (``parameter_blocks()``, one per encoder stage — the per-layer form),
     with its own targets per block and its own random order; it needs ``BLOCK_GRAMIANS`` and
-    returns (blocks × m) weights. ``needs`` is therefore set per instance in ``__init__`` (the
+    returns (blocks × m) weights. ``needs`` is therefore set per instance in ``setup`` (the
     engine reads ``weighting.needs`` from the instance; the class attribute shows the default).
 
     Choices the paper leaves open: a pair in which either gradient is (numerically) zero —
@@ -58,10 +58,7 @@ class GradVac(Weighting):
               "needs block Gramians) instead of one for the whole gradient"),
     )
 
-    def __init__(self, tasks, beta=0.01, per_block=False, **params):
-        super().__init__(tasks, beta=beta, per_block=per_block, **params)
-        self.beta = float(beta)
-        self.per_block = bool(per_block)
+    def setup(self):
         self.needs = Needs.BLOCK_GRAMIANS if self.per_block else Needs.GRAMIAN
         m = self.num_tasks
         # (blocks, m, m); the number of blocks is known at the first call when per_block

@@ -2,9 +2,10 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import tiny, working_gram
 
 
 def imtl_weights(gram, rcond=None):
@@ -18,12 +19,10 @@ def imtl_weights(gram, rcond=None):
     out_dtype = gram.dtype
     m = gram.shape[0]
     rtol = m * torch.finfo(out_dtype).eps if rcond is None else float(rcond)
-    g = gram.to(working_dtype(gram))
-    g = 0.5 * (g + g.T)
-    tiny = torch.finfo(g.dtype).tiny
+    g = working_gram(gram)
     diag = torch.diagonal(g).clamp_min(0)
     nonzero = diag > diag.amax() * 1e-30
-    n = diag.clamp_min(tiny).sqrt()
+    n = diag.clamp_min(tiny(g)).sqrt()
     k = torch.where(nonzero[:, None] & nonzero[None, :], g / (n[:, None] * n[None, :]), torch.zeros_like(g))
     ones = nonzero.to(g.dtype)
     z = torch.linalg.pinv(k, rtol=rtol, hermitian=True) @ ones
@@ -74,10 +73,6 @@ class IMTL(Weighting):
         Param("rcond", float, None, "relative eigenvalue cutoff of the pseudo-inverse (null: m·dtype eps)",
               optional=True, bounds="[0, 1)"),
     )
-
-    def __init__(self, tasks, rcond=None, **params):
-        super().__init__(tasks, rcond=rcond, **params)
-        self.rcond = None if rcond is None else float(rcond)
 
     def weights(self, losses, gram=None, **computed):
         if gram is None:

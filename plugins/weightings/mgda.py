@@ -2,9 +2,10 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import min_norm_frank_wolfe, min_norm_simplex, simplex_kkt_gap, working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import min_norm_frank_wolfe, min_norm_simplex, scale_of, simplex_kkt_gap, working_gram
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -31,7 +32,7 @@ class MGDA(Weighting):
       raw gradients (Sener & Koltun's released code weights the raw losses by s). With
       ``normalization: none`` both are the same.
     - ``solver``: ``active_set`` (default) — Wolfe's exact minimum-norm-point method
-      (``mtl_platform.gradients.solvers.min_norm_simplex``), exact after at most about 1.75m
+      (``_solvers.min_norm_simplex``), exact after at most about 1.75m
       steps (closed form for m = 2); ``frank_wolfe`` — Sener & Koltun's Frank–Wolfe with exact
       line search (pairwise form), cheaper per step but only approximate on ill-conditioned
       Gramians. ``iterations`` is the step budget (null: 2m + 6 for ``active_set``, 250 for
@@ -52,7 +53,7 @@ class MGDA(Weighting):
     name = "mgda"
     needs = Needs.GRAMIAN
     scales_heads = False
-    promises = ("nonnegative", "no_conflict", "min_norm")  # per instance: see __init__
+    promises = ("nonnegative", "no_conflict", "min_norm")  # per instance: see setup
     params = (
         Param("normalization", str, "none", "scale each g_t before solving", choices=NORMALIZATIONS),
         Param("weights_on", str, "normalized", "apply the solution to the normalised or the raw gradients",
@@ -65,21 +66,9 @@ class MGDA(Weighting):
         Param("ub", bool, False, "MGDA-UB: gradients w.r.t. the shared representation (rep mode)"),
     )
 
-    def __init__(self, tasks, normalization="none", weights_on="normalized", solver="active_set",
-                 iterations=None, tol=1e-12, eps=1e-12, ub=False, **params):
-        super().__init__(tasks, normalization=normalization, weights_on=weights_on, solver=solver,
-                         iterations=iterations, tol=tol, eps=eps, ub=ub, **params)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"mgda: normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        self.normalization = normalization
-        self.weights_on = weights_on
-        self.solver = solver
-        self.iterations = None if iterations is None else int(iterations)
-        self.tol = float(tol)
-        self.eps = float(eps)
-        self.ub = bool(ub)
-        if normalization != "none":  # the min-norm point of the *normalised* gradients
-            self.promises = ("nonnegative", "no_conflict") if weights_on == "normalized" else ("nonnegative",)
+    def setup(self):
+        if self.normalization != "none":  # the min-norm point of the *normalised* gradients
+            self.promises = ("nonnegative", "no_conflict") if self.weights_on == "normalized" else ("nonnegative",)
         if self.ub:
             self.mode = "rep"
         self.register_buffer("solver_gap", torch.zeros(()), persistent=False)
@@ -100,8 +89,7 @@ class MGDA(Weighting):
         if gram is None:
             raise TypeError("mgda needs the Gramian: call weights(losses, gram=G)")
         out_dtype = gram.dtype
-        g = gram.to(working_dtype(gram))
-        g = 0.5 * (g + g.T)
+        g = working_gram(gram)
         n = self.normalizers(losses, g)
         scaled = g / (n[:, None] * n[None, :])
         if self.solver == "frank_wolfe":
@@ -109,7 +97,7 @@ class MGDA(Weighting):
         else:
             s = min_norm_simplex(scaled, self.iterations, self.tol)
         with torch.no_grad():
-            scale = torch.diagonal(scaled).mean().clamp_min(torch.finfo(s.dtype).tiny)
+            scale = scale_of(scaled)
             self.solver_gap = (simplex_kkt_gap(scaled, s) / scale).to(self.solver_gap)
         w = s / n if self.weights_on == "normalized" else s
         return w.to(out_dtype)

@@ -2,10 +2,11 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import (bargaining_objective, bargaining_residual, nash_bargaining,
-                                            working_dtype)
+from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import bargaining_objective, bargaining_residual, nash_bargaining, symmetric, tiny, working_gram
 
 
 class NashMTL(Weighting):
@@ -20,7 +21,7 @@ class NashMTL(Weighting):
     (CCP) solved with cvxpy on the CPU): here the system is solved *exactly* in torch, on the
     device, as the stationary point of the strictly convex ``½αᵀGα − Σ log α_i`` by
     ``optim_niter`` damped-Newton steps
-    (``mtl_platform.gradients.solvers.nash_bargaining``; 4–15 steps reach machine precision on
+    (``_solvers.nash_bargaining``; 4–15 steps reach machine precision on
     well-posed problems). The start is whichever of the previous α and 1/‖g_t‖ (exact for
     orthogonal gradients) has the lower objective. The authors' code normalises G by its
     Frobenius norm only for the conditioning of the CCP program; its constraints use the raw
@@ -67,13 +68,7 @@ class NashMTL(Weighting):
         Param("eps", float, 1e-8, "ridge on G, relative to each task's ‖g_t‖² (G + eps·diag G)", bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, update_weights_every=1, optim_niter=20, max_norm=1.0, eps=1e-8, **params):
-        super().__init__(tasks, update_weights_every=update_weights_every, optim_niter=optim_niter,
-                         max_norm=max_norm, eps=eps, **params)
-        self.update_weights_every = int(update_weights_every)
-        self.optim_niter = int(optim_niter)
-        self.max_norm = float(max_norm)
-        self.eps = float(eps)
+    def setup(self):
         self.calls = 0
         self.register_buffer("alpha", torch.ones(len(self.tasks)))
         self.register_buffer("residual", torch.zeros(()), persistent=False)
@@ -92,8 +87,7 @@ class NashMTL(Weighting):
         task), with the ridge ``eps`` added to K's unit diagonal; a task with a zero gradient gets
         α_t = 0 and is left out of the bargaining.
         """
-        g = gram.to(working_dtype(gram))
-        g = 0.5 * (g + g.T)
+        g = working_gram(gram)
         m = g.shape[0]
         diag = torch.diagonal(g).clamp_min(0)
         alive = diag > diag.amax() * 1e-30
@@ -103,7 +97,7 @@ class NashMTL(Weighting):
         cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), eye)
         reg = cosines + self.eps * eye
         fresh = torch.full_like(diag, (1.0 + self.eps) ** -0.5)          # exact for orthogonal gradients
-        previous = (self.alpha.to(g) * norms).clamp_min(torch.finfo(g.dtype).tiny)
+        previous = (self.alpha.to(g) * norms).clamp_min(tiny(g))
         start = torch.where(bargaining_objective(reg, previous) < bargaining_objective(reg, fresh), previous, fresh)
         beta = nash_bargaining(reg, start, self.optim_niter)
         alpha = torch.where(alive, beta / norms, torch.zeros_like(beta))
@@ -122,8 +116,8 @@ class NashMTL(Weighting):
         self.calls += 1
         if self.max_norm > 0:
             g = gram.to(alpha.dtype)
-            norm = (alpha @ (0.5 * (g + g.T)) @ alpha).clamp_min(0).sqrt()
-            alpha = alpha * (self.max_norm / norm.clamp_min(torch.finfo(norm.dtype).tiny)).clamp(max=1.0)
+            norm = (alpha @ symmetric(g) @ alpha).clamp_min(0).sqrt()
+            alpha = alpha * (self.max_norm / norm.clamp_min(tiny(norm))).clamp(max=1.0)
         return alpha.to(gram.dtype)
 
 

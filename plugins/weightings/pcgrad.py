@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._projection import other_tasks, scale_of, sequential_projection, symmetric, tiny
+from ._solvers import other_tasks, scale_of, sequential_projection, symmetric, tiny
 
 
 def pcgrad_coefficients(gram, order, eps=0.0):
@@ -51,11 +51,6 @@ class PCGrad(Weighting):
         Param("eps", float, 0.0, "skip g_j with ‖g_j‖² ≤ eps·mean ‖g‖² (0: exact definition)",
               bounds="[0, inf)"),
     )
-
-    def __init__(self, tasks, shuffle=True, eps=0.0, **params):
-        super().__init__(tasks, shuffle=shuffle, eps=eps, **params)
-        self.shuffle = bool(shuffle)
-        self.eps = float(eps)
 
     def weights(self, losses, gram=None, **computed):
         if gram is None:

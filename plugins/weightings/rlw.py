@@ -49,18 +49,10 @@ class RLW(Weighting):
               "sum (λ̃/Σλ̃; uniform or bernoulli only)", choices=("softmax", "sum")),
     )
 
-    def __init__(self, tasks, distribution="normal", normalise="softmax", **params):
-        super().__init__(tasks, distribution=distribution, normalise=normalise, **params)
-        if distribution not in DISTRIBUTIONS:
-            raise UserError(f"weighting.distribution: got {distribution!r}, allowed: "
-                            + ", ".join(repr(d) for d in DISTRIBUTIONS))
-        if normalise not in ("softmax", "sum"):
-            raise UserError(f"weighting.normalise: got {normalise!r}, allowed: 'softmax', 'sum'")
-        if normalise == "sum" and distribution == "normal":
+    def setup(self):
+        if self.normalise == "sum" and self.distribution == "normal":
             raise UserError("weighting.normalise: 'sum' needs non-negative draws; "
                             "use distribution 'uniform' or 'bernoulli' (or normalise 'softmax')")
-        self.distribution = distribution
-        self.normalise = normalise
 
     def draw(self, like):
         """λ (m,) on the simplex, drawn from the global generator."""

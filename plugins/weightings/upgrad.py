@@ -2,9 +2,10 @@
 import torch
 
 from mtl_platform.contracts import Needs, Weighting
-from mtl_platform.gradients.solvers import nonneg_qp, working_dtype
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
+
+from ._solvers import nonneg_qp, tiny, working_gram
 
 
 class UPGrad(Weighting):
@@ -21,7 +22,7 @@ class UPGrad(Weighting):
     ``λ⁽ⁱ⁾ = argmin_{λ ≥ 0} ½ λᵀGλ + λᵀG e_i``; equivalently ``v⁽ⁱ⁾ = e_i + λ⁽ⁱ⁾`` minimises
     ``vᵀGv`` over ``v ≥ e_i``. The returned task weights are ``w = (1/m) Σ_i v⁽ⁱ⁾``. The m
     nonnegative QPs are solved together, exactly, by the batched Lawson–Hanson active-set
-    method of ``mtl_platform.gradients.solvers.nonneg_qp`` (float64 on the device;
+    method of ``_solvers.nonneg_qp`` (float64 on the device;
     ``iterations`` steps, null: 2m + 4; ``tol`` its relative stopping tolerance). The paper's
     code uses quadprog with a small ridge (``reg_eps``) because quadprog needs a positive
     definite G; this solver handles singular Gramians, so no ridge is added. The largest
@@ -45,22 +46,18 @@ class UPGrad(Weighting):
         Param("tol", float, 1e-12, "relative tolerance of the QP solver", bounds="[0, inf)"),
     )
 
-    def __init__(self, tasks, iterations=None, tol=1e-12, **params):
-        super().__init__(tasks, iterations=iterations, tol=tol, **params)
-        self.iterations = None if iterations is None else int(iterations)
-        self.tol = float(tol)
+    def setup(self):
         self.register_buffer("residual", torch.zeros(()), persistent=False)
 
     def weights(self, losses, gram=None, **computed):
         if gram is None:
             raise TypeError("upgrad needs the Gramian: call weights(losses, gram=G)")
-        g = gram.to(working_dtype(gram))
-        g = 0.5 * (g + g.T)
+        g = working_gram(gram)
         m = g.shape[0]
         lam = nonneg_qp(g, g, self.iterations, self.tol)          # row i: λ⁽ⁱ⁾ for c = G e_i
         v = torch.eye(m, dtype=g.dtype, device=g.device) + lam
         with torch.no_grad():
-            scale = torch.diagonal(g).amax().clamp_min(torch.finfo(g.dtype).tiny)
+            scale = torch.diagonal(g).amax().clamp_min(tiny(g))
             self.residual = ((-(v @ g)).clamp_min(0).amax() / scale).to(self.residual)
         return v.mean(0).to(gram.dtype)
 

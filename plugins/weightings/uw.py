@@ -20,9 +20,8 @@ class UW(Weighting):
     promises = ("nonnegative",)
     params = (Param("init", float, 0.0, "initial log-variance s_t of every task", bounds="(-inf, inf)"),)
 
-    def __init__(self, tasks, init=0.0, **params):
-        super().__init__(tasks, init=init, **params)
-        self.log_var = nn.Parameter(torch.full((len(self.tasks),), float(init)))
+    def setup(self):
+        self.log_var = nn.Parameter(torch.full((len(self.tasks),), self.init))
 
     def weights(self, losses, **computed):
         # a solved task (L_t → 0) drives s_t → −∞; e^{−s_t} would overflow to ∞ (and ∞·0 = NaN)

@@ -23,9 +23,7 @@ class InitialLoss(Weighting):
     name = "initial_loss"
     params = (Param("eps", float, 1e-8, "floor on the first losses before inverting them", bounds="[0, inf)"),)
 
-    def __init__(self, tasks, eps=1e-8, **params):
-        super().__init__(tasks, eps=eps, **params)
-        self.eps = float(eps)
+    def setup(self):
         self.register_buffer("initial", torch.ones(len(self.tasks)))   # L_t(0) once seen
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
 

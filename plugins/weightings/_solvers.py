@@ -1,13 +1,24 @@
-"""Small torch solvers on task Gramians, for the solver-based weightings (MGDA, UPGrad, …).
+"""The maths shared by the built-in weightings: small torch routines on task Gramians. Private
+to ``mtl_platform_plugins.weightings`` (the core never imports it).
 
 Every function is pure (tensors in, tensors out), runs on the device of its inputs, never
 reads a tensor value on the host (no ``.item()``, no Python branch on a tensor) and has a
 fixed iteration budget; convergence tests are per-problem masks evaluated on the device
 (a converged problem is frozen, the loop still runs its budget). They are sized for the
-task dimension m (a handful to a few dozen tasks), not for the parameter dimension.
+task dimension m (a handful to a few dozen tasks), not for the parameter dimension. The
+solvers compute in :func:`mtl_platform.contracts.weighting.working_dtype` (float64 where
+available).
 
-- :func:`working_dtype`: the precision the solvers compute in (float64 where available).
-- :func:`project_simplex`: Euclidean projection onto the probability simplex.
+Gramian helpers and coefficient rows (GH, GH++, PCGrad, equilibrium, CAGrad): a vector
+``v = c @ J`` in the span of the task gradients is stored as its coefficients ``c`` (m,), so
+``u·v = c_u G c_vᵀ`` needs only the Gramian ``G = J Jᵀ``.
+
+- :func:`symmetric`, :func:`working_gram`, :func:`tiny`, :func:`scale_of`: ``(G + Gᵀ)/2`` (in the
+  working dtype), the 0/0 guard, ``trace(G)/m``.
+- :func:`other_tasks`, :func:`sequential_projection`: PCGrad-style projections, one target
+  after another, on coefficient rows.
+- :func:`project_simplex`: projection onto the probability simplex, Euclidean or in a
+  diagonal metric.
 - :func:`min_norm_two`: the closed-form minimiser of ``‖γ a + (1 − γ) b‖`` (Sener & Koltun).
 - :func:`min_norm_simplex`: the minimum-norm point of the convex hull of the task gradients
   from their Gramian, exactly (Wolfe's active-set method); :func:`min_norm_frank_wolfe`, the
@@ -20,48 +31,105 @@ task dimension m (a handful to a few dozen tasks), not for the parameter dimensi
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["working_dtype", "project_simplex", "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe",
-           "simplex_kkt_gap", "nonneg_qp", "nonneg_qp_residual", "nash_bargaining", "bargaining_objective",
-           "bargaining_residual"]
+from mtl_platform.contracts.weighting import working_dtype
+
+__all__ = ["symmetric", "working_gram", "tiny", "scale_of", "other_tasks", "sequential_projection", "project_simplex",
+           "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe", "simplex_kkt_gap", "nonneg_qp",
+           "nonneg_qp_residual", "nash_bargaining", "bargaining_objective", "bargaining_residual"]
 
 
-def working_dtype(like: Tensor) -> torch.dtype:
-    """float64, except on devices without it (MPS), where float32.
-
-    The Gramians the solvers receive are tiny (m × m), so double precision costs nothing
-    measurable and keeps ill-conditioned systems (near-parallel gradients) solvable.
-    """
-    if like.device.type == "mps":
-        return torch.float32
-    return torch.float64
-
-
-def _tiny(like: Tensor) -> float:
-    return torch.finfo(like.dtype).tiny
-
-
-def _sym(gram: Tensor) -> Tensor:
+def symmetric(gram: Tensor) -> Tensor:
+    """``(G + Gᵀ)/2``: an engine that accumulates G block by block may leave it slightly asymmetric."""
     return 0.5 * (gram + gram.transpose(-1, -2))
 
 
-def project_simplex(v: Tensor) -> Tensor:
-    """Euclidean projection of each row of ``v`` (..., m) onto ``{x ≥ 0, Σ x = 1}``.
+def tiny(like: Tensor) -> float:
+    """The smallest positive normal number of ``like``'s dtype (a 0/0 guard, not a tolerance)."""
+    return torch.finfo(like.dtype).tiny
 
-    The sort-based algorithm (Held, Wolfe & Crowder 1974; Duchi et al., ICML 2008): with
-    ``u`` sorted in decreasing order, ``ρ = max{j : u_j − (Σ_{k≤j} u_k − 1)/j > 0}`` and
-    ``x = max(v − θ, 0)``, ``θ = (Σ_{k≤ρ} u_k − 1)/ρ``. Branch-free and batched.
+
+def working_gram(gram: Tensor) -> Tensor:
+    """``gram`` in the working dtype (:func:`~mtl_platform.contracts.weighting.working_dtype`), symmetrised."""
+    return symmetric(gram.to(working_dtype(gram)))
+
+
+def scale_of(gram: Tensor) -> Tensor:
+    """The mean squared task-gradient norm, ``trace(G)/m``, floored away from zero (a 0-d tensor)."""
+    return torch.diagonal(gram).mean().clamp_min(tiny(gram))
+
+
+def other_tasks(m: int, shuffle: bool, device) -> Tensor:
+    """(m, m−1) long tensor: row i lists every task j ≠ i, in index order or in a random order.
+
+    The random order is drawn independently for every row from torch's global generator
+    (``torch.rand`` on ``device``), so checkpoints that save the RNG state reproduce it.
     """
-    m = v.shape[-1]
-    u, _ = torch.sort(v, dim=-1, descending=True)
-    css = u.cumsum(-1) - 1.0
-    idx = torch.arange(1, m + 1, dtype=v.dtype, device=v.device)
-    cond = (u - css / idx) > 0
-    rho = cond.sum(-1, keepdim=True).clamp_min(1)  # cond is a prefix; ≥ 1 always holds
-    theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
-    return (v - theta).clamp_min(0)
+    if m < 2:
+        return torch.zeros(m, 0, dtype=torch.long, device=device)
+    if shuffle:
+        keys = torch.rand(m, m, device=device)
+    else:
+        keys = torch.arange(m, device=device, dtype=torch.float32).expand(m, m).clone()
+    keys.fill_diagonal_(float("inf"))  # a task never comes before the others against itself
+    return keys.argsort(dim=1)[:, : m - 1]
+
+
+def sequential_projection(start: Tensor, targets: Tensor, gram: Tensor, order: Tensor,
+                          fires: Callable[[Tensor, Tensor, Tensor], Tensor], min_sq: Tensor | float) -> Tensor:
+    """Project every row of ``start``, one target after another, onto the normal plane of the target.
+
+    ``start`` (m, m): coefficient rows of the vectors v_i to adjust; ``targets`` (n, m): coefficient
+    rows of the reference vectors t_j (never modified); ``order`` (m, steps): row i lists which
+    targets v_i meets, in order. At each step, with the *current* v_i and the target t_j,
+    ``fires(v_i·t_j, ‖v_i‖², ‖t_j‖²)`` decides (a bool per row) whether
+    ``v_i ← v_i − (v_i·t_j / ‖t_j‖²) t_j``. Targets with ``‖t_j‖² ≤ min_sq`` are skipped.
+    All rows advance together: m−1 vectorised steps of O(m²) work each.
+    """
+    coeffs = start.clone()
+    targets_gram = targets @ gram                                  # row j: t_j G
+    target_sq = (targets_gram * targets).sum(1)                    # ‖t_j‖²
+    for step in range(order.shape[1]):
+        j = order[:, step]
+        dot = (coeffs * targets_gram[j]).sum(1)                    # v_i · t_j
+        own_sq = ((coeffs @ gram) * coeffs).sum(1).clamp_min(0)   # ‖v_i‖²
+        sq_j = target_sq[j]
+        valid = sq_j > min_sq
+        project = fires(dot, own_sq, sq_j) & valid
+        ratio = torch.where(project, dot / torch.where(valid, sq_j, torch.ones_like(sq_j)),
+                            torch.zeros_like(dot))
+        coeffs = coeffs - ratio[:, None] * targets[j]
+    return coeffs
+
+
+def project_simplex(points: Tensor, metric: Tensor | None = None) -> Tensor:
+    """Projection of each row of ``points`` (..., m) onto the probability simplex ``{x ≥ 0, Σ x = 1}``.
+
+    The sort-based algorithm (Held, Wolfe & Crowder 1974; Duchi et al., ICML 2008), in the
+    weighted norm ``Σ_i d_i (x_i − y_i)²`` for a ``metric`` d (m,) > 0 (CAGrad's
+    preconditioned steps), Euclidean for ``metric=None``: ``x_i = max(0, y_i − ν/d_i)`` with ν
+    such that ``Σ x = 1``. With the breakpoints ``y_i d_i`` sorted in decreasing order, ν is
+    ``(Σ_{k≤j} y_k − 1) / Σ_{k≤j} 1/d_k`` at the largest j whose breakpoint exceeds it (the
+    breakpoints above ν form a prefix); for d = 1, ``θ = (Σ_{k≤ρ} u_k − 1)/ρ`` with u sorted.
+    Branch-free and batched.
+    """
+    if metric is None:
+        metric = torch.ones(points.shape[-1], dtype=points.dtype, device=points.device)
+    inv = (1.0 / metric).expand_as(points)
+    keys = points * metric
+    order = keys.argsort(dim=-1, descending=True)
+    sorted_keys = keys.gather(-1, order)
+    cum_y = points.gather(-1, order).cumsum(-1)
+    cum_inv = inv.gather(-1, order).cumsum(-1)
+    nu = (cum_y - 1.0) / cum_inv                                   # ν if the top-k are the support
+    support = sorted_keys > nu                                     # true for k = 1..K*, then false
+    count = support.sum(-1, keepdim=True).clamp_min(1)
+    nu_star = nu.gather(-1, count - 1)
+    return (points - nu_star * inv).clamp_min(0)
 
 
 def min_norm_two(aa: Tensor, ab: Tensor, bb: Tensor) -> Tensor:
@@ -71,7 +139,7 @@ def min_norm_two(aa: Tensor, ab: Tensor, bb: Tensor) -> Tensor:
     [0, 1]; ``a = b`` (zero denominator) gives γ = ½ by convention here (every γ is optimal).
     """
     den = aa - 2 * ab + bb
-    raw = (bb - ab) / den.clamp_min(_tiny(den))
+    raw = (bb - ab) / den.clamp_min(tiny(den))
     return torch.where(den > 0, raw.clamp(0, 1), torch.full_like(raw, 0.5))
 
 
@@ -93,7 +161,7 @@ def _affine_min_norm(gram: Tensor, support: Tensor, rtol: float) -> Tensor:
     m = gram.shape[-1]
     dt = gram.dtype
     diag = torch.diagonal(gram, dim1=-2, dim2=-1)
-    floor = diag.amax(-1, keepdim=True) * 1e-30 + _tiny(gram)
+    floor = diag.amax(-1, keepdim=True) * 1e-30 + tiny(gram)
     norms = (diag.clamp_min(0) + floor).sqrt()
     k = gram / (norms.unsqueeze(-1) * norms.unsqueeze(-2))
     active = support.to(dt)
@@ -157,7 +225,7 @@ def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float) -> Tensor:
         v = _affine_min_norm(gram, support, rtol=1e-13)
         blocked = support & (v <= 0)
         full = ~blocked.any(-1)
-        ratio = torch.where(blocked, w / (w - v).clamp_min(_tiny(w)), inf)
+        ratio = torch.where(blocked, w / (w - v).clamp_min(tiny(w)), inf)
         t = ratio.amin(-1, keepdim=True).clamp(0, 1)
         moved = w + t * (v - w)
         moved = torch.where(blocked & (ratio <= t), torch.zeros_like(moved), moved).clamp_min(0)
@@ -185,7 +253,7 @@ def min_norm_simplex(gram: Tensor, iterations: int | None = None, tol: float = 1
     (:func:`min_norm_two`, ½ each for identical gradients) and ignores ``iterations``.
     """
     out_dtype = gram.dtype
-    g = _sym(gram.to(working_dtype(gram)))
+    g = working_gram(gram)
     m = g.shape[-1]
     w = torch.full((*g.shape[:-2], m), 1.0 / m, dtype=g.dtype, device=g.device)
     if m == 1:
@@ -211,7 +279,7 @@ def min_norm_frank_wolfe(gram: Tensor, iterations: int = 250, tol: float = 1e-12
     near 0) can need far more than ``iterations`` steps: the answer is then approximate.
     """
     out_dtype = gram.dtype
-    g = _sym(gram.to(working_dtype(gram)))
+    g = working_gram(gram)
     m = g.shape[-1]
     batch = g.shape[:-2]
     w = torch.full((*batch, m), 1.0 / m, dtype=g.dtype, device=g.device)
@@ -230,7 +298,7 @@ def min_norm_frank_wolfe(gram: Tensor, iterations: int = 250, tol: float = 1e-12
         # point and the one with w_a moved to s, solved in closed form and capped at w_a
         den = diag.gather(-1, s) - 2 * row_s.gather(-1, a) + diag.gather(-1, a)
         num = ga - gs
-        gamma = torch.minimum(num / den.clamp_min(_tiny(den)), wa)
+        gamma = torch.minimum(num / den.clamp_min(tiny(den)), wa)
         gamma = torch.where(den > 0, gamma, torch.where(num > 0, wa, torch.zeros_like(wa))).clamp_min(0)
         run = ((f - gs.squeeze(-1)) > tol * torch.maximum(f, floor)).unsqueeze(-1)
         gamma = torch.where(run, gamma, torch.zeros_like(gamma))
@@ -273,13 +341,13 @@ def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 
     """
     out_dtype = c.dtype
     dt = working_dtype(c)
-    q = _sym(q.to(dt))
+    q = symmetric(q.to(dt))
     c = c.to(dt)
     m = q.shape[-1]
     steps = 2 * m + 4 if iterations is None else iterations
     diag = torch.diagonal(q).clamp_min(0)
     nonzero = diag > diag.amax() * 1e-30
-    d = torch.where(nonzero, diag.clamp_min(_tiny(diag)).rsqrt(), torch.zeros_like(diag))
+    d = torch.where(nonzero, diag.clamp_min(tiny(diag)).rsqrt(), torch.zeros_like(diag))
     k = d.unsqueeze(-1) * q * d.unsqueeze(-2)
     b = c * d
     y = torch.zeros_like(b)
@@ -299,7 +367,7 @@ def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 
         z = _refined_pinv_solve(sys, -b * act, 1e-13) * act
         blocked = passive & (z <= 0)
         full = ~blocked.any(-1)
-        ratio = torch.where(blocked, y / (y - z).clamp_min(_tiny(y)), inf)
+        ratio = torch.where(blocked, y / (y - z).clamp_min(tiny(y)), inf)
         t = ratio.amin(-1, keepdim=True).clamp(0, 1)
         dropped = blocked & (ratio <= t)
         moved = torch.where(dropped, torch.zeros_like(y), (y + t * (z - y)).clamp_min(0))
@@ -339,7 +407,7 @@ def nash_bargaining(gram: Tensor, init: Tensor, iterations: int = 20, tol: float
     """
     out_dtype = gram.dtype
     dt = working_dtype(gram)
-    g = _sym(gram.to(dt))
+    g = symmetric(gram.to(dt))
     a = init.to(dt)
     eye = torch.eye(g.shape[-1], dtype=dt, device=g.device)
     for _ in range(iterations):
