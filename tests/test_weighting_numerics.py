@@ -115,7 +115,7 @@ def test_diagnostics_report_the_true_cosine_of_tiny_gradients():
     too small; a zero gradient must read 0, not NaN."""
     engine = GradientEngine(Line(), Equilibrium(["a", "b", "c"]), ["a", "b", "c"])
     jac = torch.tensor([[1e-7, 0.0, 0.0], [0.6e-7, 0.8e-7, 0.0], [0.0, 0.0, 0.0]])
-    engine.record(torch.ones(3), jac)
+    engine.record(torch.ones(3), gramian(jac))
     row = engine.pop_diagnostics()[0]
     assert abs(row["cos"]["a|b"] - 0.6) < 1e-6
     assert row["cos"]["a|c"] == 0.0 and row["cos"]["b|c"] == 0.0

@@ -50,10 +50,7 @@ class HPS(Architecture):
 def mtl_register(registry):
     registry.add_architecture(HPS)
     # The platform's defaults are data its plugins declare (the core names no component):
-    # a config that names no architecture or weighting is HPS with equal weighting, the usual
-    # multi-task baseline; the single-task (STL) models are HPS with one task, i.e. the
-    # domain's encoder and that task's head, trained on its plain loss (EW of one task).
+    # a config that names no architecture is HPS, the usual multi-task baseline, and the
+    # single-task (STL) models are HPS with one task (the domain's encoder and that task's head).
     registry.set_default("architecture", "hps")
-    registry.set_default("weighting", "ew")
     registry.set_default("baselines.stl_architecture", "hps")
-    registry.set_default("baselines.stl_weighting", "ew")

@@ -16,3 +16,7 @@ class EW(Weighting):
 @hookimpl
 def mtl_register(registry):
     registry.add_weighting(EW)
+    # A config that names no weighting gets equal weighting, and so do the STL baselines
+    # (one task: the plain loss). Declared here, as data, so the core names no weighting.
+    registry.set_default("weighting", "ew")
+    registry.set_default("baselines.stl_weighting", "ew")
