@@ -108,8 +108,8 @@ def test_without_a_declared_stl_model_the_key_is_required_before_anything_is_bui
     with pytest.raises(UserError, match=r"^baselines\.stl_architecture: required, no plugin declares a default "
                                         r"\(name one of: plain\)$"):
         resolve(dict(raw, baselines={"stl": True}), reg)
-    with pytest.raises(UserError, match=r"^weighting: missing required section"):
-        resolve(dict(raw, weighting=None), reg)
+    # the weighting defaults come from the weightings' plugin, still installed
+    assert resolve(dict(raw, weighting=None), reg)["weighting"]["name"] == "ew"
     chosen = resolve(dict(raw, baselines={"stl": True, "stl_architecture": "plain", "stl_weighting": "ew"}), reg)
     assert stl_config(chosen, "left", reg)["architecture"] == {"name": "plain"}
 

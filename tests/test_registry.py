@@ -58,7 +58,9 @@ def test_defaults_are_declared_by_the_builtin_plugins_not_the_core():
     assert {key: name for key, (name, _) in declared.items()} == {
         "architecture": "hps", "weighting": "ew", "baselines.stl_architecture": "hps",
         "baselines.stl_weighting": "ew"}
-    assert {plugin for _, plugin in declared.values()} == {"mtl_platform.architectures"}
+    assert {key: plugin for key, (_, plugin) in declared.items()} == {
+        "architecture": "mtl_platform.architectures", "baselines.stl_architecture": "mtl_platform.architectures",
+        "weighting": "mtl_platform.weightings", "baselines.stl_weighting": "mtl_platform.weightings"}
     cfg = resolve({"domain": "multi_mnist"}, reg)
     assert cfg["architecture"] == {"name": "hps"} and cfg["weighting"] == {"name": "ew"}
 
@@ -66,7 +68,7 @@ def test_defaults_are_declared_by_the_builtin_plugins_not_the_core():
 def test_conflicting_defaults_name_both_plugins_and_equal_ones_agree():
     with pytest.raises(UserError, match=r"^conflicting defaults for weighting: plugin ") as err:
         registry.load(builtin_only=True, extra_plugins=[declaring("third_party", ("weighting", "uw"))])
-    assert "plugin 'mtl_platform.architectures' declares 'ew'" in str(err.value)
+    assert "plugin 'mtl_platform.weightings' declares 'ew'" in str(err.value)
     assert "plugin 'third_party' declares 'uw'" in str(err.value)
     reg, _ = registry.load(builtin_only=True, extra_plugins=[declaring("third_party", ("weighting", "ew"))])
     assert reg.default("weighting") == "ew"
