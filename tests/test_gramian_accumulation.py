@@ -93,6 +93,8 @@ class Awkward(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv_small = nn.Conv2d(2, 3, 3, padding=1)          # R² > P: per-task Jacobian
+        self.norm = nn.BatchNorm2d(3)                            # closed form from x̂
+        self.norm_twice = nn.BatchNorm1d(16)                     # closed form, two calls
         self.conv_big = nn.Conv2d(3, 16, 3, stride=2, bias=False)  # R² < P: the kernel form
         self.twice = nn.Linear(16, 16)
         self.lstm = nn.LSTM(16, 8, batch_first=True)
@@ -106,18 +108,24 @@ class Awkward(nn.Module):
         return [p for n, p in self.named_parameters() if not n.startswith("heads")]
 
     def forward(self, x):
-        z = torch.relu(self.conv_big(torch.relu(self.conv_small(x))))   # (B, 16, h, w)
-        z = z.mean((2, 3))
-        z = self.twice(torch.tanh(self.twice(z)))
+        z = torch.relu(self.conv_big(torch.relu(self.norm(self.conv_small(x)))))   # (B, 16, h, w)
+        z = self.norm_twice(z.mean((2, 3)))
+        z = self.twice(torch.tanh(self.norm_twice(self.twice(z))))
         seq, _ = self.lstm(z[:, None, :].repeat(1, 2, 1))
         z = self.tied(torch.tanh(self.embed(seq[:, -1])))
         return [h(z).squeeze(-1) for h in self.heads]
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_tied_twice_called_tuple_output_and_unused_modules_are_exact(dtype):
+def test_tied_twice_called_tuple_output_and_unused_modules_are_exact(dtype, training):
     torch.manual_seed(0)
     model = Awkward().to(dtype)
+    if not training:  # batch norms on running statistics other than the batch's
+        for norm in (model.norm, model.norm_twice):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+    model.train(training)
     shared = [p for p in model.shared_parameters()]
     others = [p for p in model.parameters() if all(p is not q for q in shared)]
     acc = GramianAccumulator(model, [shared])
@@ -127,7 +135,9 @@ def test_tied_twice_called_tuple_output_and_unused_modules_are_exact(dtype):
     out = model(x)
     losses = torch.stack([(o - y[:, i]).pow(2).mean() for i, o in enumerate(out)])
     grams, state = acc.compute(losses, others)
-    assert not model.lstm in [u.module for u in state["live"]]  # tuple output: explicit columns
+    live = [u.module for u in state["live"]]
+    assert model.lstm not in live  # tuple output: explicit columns
+    assert model.norm in live and model.norm_twice in live and model.twice in live
     jac = task_jacobian(losses, shared, batched=False)
     expected = gramian(jac)
     scale = expected.diagonal().max().item()

@@ -10,7 +10,8 @@ of every call of such a module. Then:
    every call (autograd skips the parameters' own gradients: nothing asks for them);
 2. per module, its block of G: for a linear or convolution layer in closed form from its
    inputs X and the U_t (∇_W L_t = U_tᵀ X; with fewer positions than weights, through the
-   R × R kernel X Xᵀ without forming the gradients); for any other module, J_k by local
+   R × R kernel X Xᵀ without forming the gradients); for a batch norm from its normalised
+   input x̂ (∇_γ L_t = Σ U_t ∘ x̂, ∇_β L_t = Σ U_t); for any other module, J_k by local
    backward passes from its output to its own parameters, freed once its Gramian is added;
 3. after the weighting has answered with weights w (or per-block weights), the combined
    gradient Σ_t w_t ∇L_t of each module from Σ_t w_t U_t, the same way.
@@ -38,7 +39,7 @@ from .jacobian import _write_row
 class _Unit:
     """A module that owns shared parameters directly, and the outputs of its calls this step."""
 
-    __slots__ = ("module", "params", "blocks", "calls", "whole", "kernel")
+    __slots__ = ("module", "params", "blocks", "calls", "whole", "kernel", "norm")
 
     def __init__(self, module: nn.Module, params: list[Tensor], blocks: list[int]):
         self.module = module
@@ -48,6 +49,7 @@ class _Unit:
         self.whole = True  # False once a call returned something other than one tensor
         self.kernel = _has_kernel(module) and all(
             any(p is q for q in (module.weight, module.bias)) for p in params)
+        self.norm = _is_batch_norm(module) and all(any(p is q for q in (module.weight, module.bias)) for p in params)
 
 
 class GramianAccumulator:
@@ -110,7 +112,33 @@ class GramianAccumulator:
         """Accumulated this step: called, one tensor out, and either the closed form or a
         single call (a local backward from the output of a second call would run on into the
         first call's use of the same parameters)."""
-        return bool(unit.calls) and unit.whole and (len(unit.calls) == 1 or self._closed_form(unit))
+        return bool(unit.calls) and unit.whole and (len(unit.calls) == 1 or self._closed_form(unit)
+                                                     or self._norm_form(unit))
+
+    @staticmethod
+    def _norm_form(unit: _Unit) -> bool:
+        """A batch-norm layer whose every call saw one tensor: ∇_γ L_t = Σ U_t ∘ x̂, ∇_β L_t = Σ U_t."""
+        return unit.norm and all(x is not None for x, _ in unit.calls)
+
+    @staticmethod
+    def _norm_grads(unit: _Unit, upstream: Sequence[Tensor], work) -> tuple[Tensor, Tensor]:
+        """(m, C) task gradients of a batch-norm layer's γ and β, summed over its calls: x̂ is
+        recomputed from the call's input with the statistics the forward used (the batch's in
+        training, the running ones in evaluation), U_t is the output gradient."""
+        module = unit.module
+        gamma, beta = 0, 0
+        for (x, _), up in zip(unit.calls, upstream):
+            x = x.detach()
+            if module.training or not module.track_running_stats:
+                normal = torch.nn.functional.batch_norm(x, None, None, None, None, True, 0.0, module.eps)
+            else:
+                normal = torch.nn.functional.batch_norm(x, module.running_mean, module.running_var, None, None,
+                                                        False, 0.0, module.eps)
+            dims = [0, *range(2, x.dim())]
+            u = up.to(work)
+            gamma = gamma + (u * normal.to(work)).sum([d + 1 for d in dims])
+            beta = beta + u.sum([d + 1 for d in dims])
+        return gamma, beta
 
     @staticmethod
     def _rows(unit: _Unit, upstream: Sequence[Tensor], work) -> tuple[Tensor, Tensor]:
@@ -186,6 +214,11 @@ class GramianAccumulator:
                 ups = upstream[k:k + len(unit.calls)]
                 if self._closed_form(unit):
                     self._closed_form_gram(grams, unit, ups, precision, dtype)
+                elif self._norm_form(unit):
+                    gamma, beta = self._norm_grads(unit, ups, dtype if precision == "native" else grams.dtype)
+                    for p, b in zip(unit.params, unit.blocks):
+                        g = gamma if p is unit.module.weight else beta
+                        grams[b] += g @ g.T
                 else:
                     with torch.enable_grad():
                         self._local_gram(grams, unit, outputs[k], ups[0], precision)
@@ -216,6 +249,12 @@ class GramianAccumulator:
                         for p in params:
                             g = direction.T @ rows if p is unit.module.weight else direction.sum(0)
                             add_grad(p, g.reshape(p.shape))
+                elif self._norm_form(unit):
+                    with torch.no_grad():
+                        gamma, beta = self._norm_grads(unit, ups, ups[0].dtype)
+                        for p in params:
+                            g = gamma if p is unit.module.weight else beta
+                            add_grad(p, ((w @ g) * scale).reshape(p.shape))
                 else:
                     direction = torch.tensordot(w, ups[0], dims=1) * scale
                     grads = torch.autograd.grad(outputs[k], params, direction, retain_graph=True, allow_unused=True)
@@ -236,6 +275,10 @@ class GramianAccumulator:
             add_grad(p, (coeff.to(buffer.dtype) @ rest[:, offset:offset + n]) * scale)
             offset += n
         self.clear()
+
+def _is_batch_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine
+
 
 def _is_conv(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d)
