@@ -156,17 +156,19 @@ class GramianAccumulator:
         X Xᵀ for b; otherwise from the m gradients U_tᵀ X, formed one layer at a time."""
         module = unit.module
         work = dtype if precision == "native" else grams.dtype
-        rows, grad_rows = self._rows(unit, upstream, work)
-        summed = grad_rows.sum(1)                                        # (m, out): ∇_b L_t
+        rows, grad_rows = self._rows(unit, upstream, dtype)
+        summed = grad_rows.sum(1).to(work)                               # (m, out): ∇_b L_t
         bias_gram = summed @ summed.T
         if rows.shape[0] ** 2 < module.weight.numel():
-            mixed = torch.matmul(rows @ rows.T, grad_rows)               # (m, R, out)
-            weight_gram = torch.einsum("sro,tro->st", grad_rows, mixed)
+            x, u = rows.to(work), grad_rows.to(work)
+            mixed = torch.matmul(x @ x.T, u)                             # (m, R, out)
+            weight_gram = torch.einsum("sro,tro->st", u, mixed)
         else:
-            grads = torch.matmul(grad_rows.transpose(1, 2).to(dtype), rows.to(dtype))  # (m, out, fan_in)
+            grads = torch.matmul(grad_rows.transpose(1, 2), rows)        # (m, out, fan_in)
             weight_gram = gramian(grads.reshape(grads.shape[0], -1), precision).to(work)
         for p, b in zip(unit.params, unit.blocks):
             grams[b] += (weight_gram if p is module.weight else bias_gram).to(grams.dtype)
+        return rows, grad_rows
 
     def _local_gram(self, grams: Tensor, unit: _Unit, output: Tensor, upstream: Tensor, precision: str) -> None:
         """Any other single-call module: J_k row by row by local backward passes from its output
@@ -209,15 +211,17 @@ class GramianAccumulator:
         grams = torch.zeros(self.n_blocks, m, m, dtype=dtype if precision == "native" else working_dtype(buffer),
                             device=losses.device)
         k = 0
+        factors = {}  # per closed-form unit, what apply reuses: (X, U) or (∇_γ, ∇_β)
         with torch.no_grad():
             for unit in live:
                 ups = upstream[k:k + len(unit.calls)]
                 if self._closed_form(unit):
-                    self._closed_form_gram(grams, unit, ups, precision, dtype)
+                    factors[id(unit)] = self._closed_form_gram(grams, unit, ups, precision, dtype)
                 elif self._norm_form(unit):
-                    gamma, beta = self._norm_grads(unit, ups, dtype if precision == "native" else grams.dtype)
+                    gamma, beta = self._norm_grads(unit, ups, dtype)
+                    factors[id(unit)] = (gamma, beta)
                     for p, b in zip(unit.params, unit.blocks):
-                        g = gamma if p is unit.module.weight else beta
+                        g = (gamma if p is unit.module.weight else beta).to(grams.dtype)
                         grams[b] += g @ g.T
                 else:
                     with torch.enable_grad():
@@ -229,7 +233,7 @@ class GramianAccumulator:
             self._block_gram(grams, buffer[:, :n_explicit], explicit_blocks, [p.numel() for p in explicit], precision)
         state = {"live": live, "outputs": outputs, "upstream": upstream, "explicit": explicit,
                  "explicit_blocks": explicit_blocks, "others": list(others), "buffer": buffer,
-                 "n_explicit": n_explicit}
+                 "n_explicit": n_explicit, "factors": factors}
         return grams, state
 
     def apply(self, state: dict, block_weights: Tensor, coeff: Tensor, scale, add_grad) -> None:
@@ -244,14 +248,14 @@ class GramianAccumulator:
                 w = block_weights[b].to(ups[0].dtype)
                 if self._closed_form(unit):
                     with torch.no_grad():
-                        rows, grad_rows = self._rows(unit, ups, ups[0].dtype)
+                        rows, grad_rows = state["factors"][id(unit)]
                         direction = torch.tensordot(w, grad_rows, dims=1) * scale      # (R, out)
                         for p in params:
                             g = direction.T @ rows if p is unit.module.weight else direction.sum(0)
                             add_grad(p, g.reshape(p.shape))
                 elif self._norm_form(unit):
                     with torch.no_grad():
-                        gamma, beta = self._norm_grads(unit, ups, ups[0].dtype)
+                        gamma, beta = state["factors"][id(unit)]
                         for p in params:
                             g = gamma if p is unit.module.weight else beta
                             add_grad(p, ((w @ g) * scale).reshape(p.shape))
