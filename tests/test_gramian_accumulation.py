@@ -186,3 +186,59 @@ def test_every_gramian_weighting_gets_the_same_update_from_either_path(wcls):
         grads[path] = seen
     for a, b in zip(grads["jacobian"], grads["accumulate"]):
         assert (a - b).norm() <= 1e-6 * a.norm() + 1e-12, (wcls.name, ((a - b).norm() / a.norm()).item())
+
+
+class Outside(nn.Module):
+    """Breaks the one assumption: ``lin``'s weight is also used outside ``lin.forward``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.heads = nn.ModuleList(nn.Linear(4, 1) for _ in range(2))
+
+    def shared_parameters(self):
+        return list(self.lin.parameters())
+
+    def forward(self, x):
+        z = torch.tanh(self.lin(x)) + x @ self.lin.weight.T
+        return {f"t{i}": h(z).squeeze(-1) for i, h in enumerate(self.heads)}
+
+
+def test_a_parameter_used_outside_its_module_is_caught_on_the_first_step_and_the_jacobian_takes_over():
+    from mtl_platform_plugins.weightings.mgda import MGDA
+
+    torch.manual_seed(0)
+    tasks = ["t0", "t1"]
+    x, y = torch.randn(6, 4), torch.randn(6, 2)
+    grads, said = {}, []
+    base = Outside()
+    for path in ("jacobian", "accumulate"):
+        model = copy.deepcopy(base)
+        engine = GradientEngine(model, MGDA(tasks), tasks, gramian_path=path, echo=said.append)
+        for _ in range(2):
+            model.zero_grad(set_to_none=True)
+            out = model(x)
+            engine.backward({t: (out[t] - y[:, i]).pow(2).mean() for i, t in enumerate(tasks)})
+        grads[path] = torch.cat([_grad(p) for p in model.parameters()])
+        if path == "accumulate":
+            assert engine.accumulator is None  # went back to the Jacobian path for good
+    assert sum("disagrees with the model's gradients" in s for s in said) == 1
+    assert torch.allclose(grads["jacobian"], grads["accumulate"], rtol=1e-6, atol=1e-9)
+
+
+def test_auto_accumulates_where_layers_have_a_closed_form_and_says_so_once():
+    from mtl_platform_plugins.weightings.pcgrad import PCGrad
+
+    said = []
+    hps_like = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    hps_like.shared_parameters = lambda: list(hps_like.parameters())
+    engine = GradientEngine(hps_like, PCGrad(["a", "b"]), ["a", "b"], echo=said.append)
+    assert engine.accumulator is not None
+    out = hps_like(torch.randn(3, 1, 6, 6))
+    for _ in range(2):
+        out = hps_like(torch.randn(3, 1, 6, 6))
+        engine.backward({"a": out[:, 0].mean(), "b": out[:, 1].pow(2).mean()})
+    assert [s for s in said if "accumulated module by module" in s] == [said[0]] and len(said) == 1
+    recurrent = nn.LSTM(3, 3)
+    recurrent.shared_parameters = lambda: list(recurrent.parameters())
+    assert GradientEngine(recurrent, PCGrad(["a", "b"]), ["a", "b"], echo=said.append).accumulator is None

@@ -68,6 +68,7 @@ class GramianAccumulator:
             for p in module.parameters(recurse=False):
                 owners[id(p)] = owners.get(id(p), 0) + 1
         self.units: list[_Unit] = []
+        self.handles = []
         owned: set[int] = set()
         for module in model.modules():
             mine = [p for p in module.parameters(recurse=False)
@@ -76,7 +77,7 @@ class GramianAccumulator:
                 unit = _Unit(module, mine, [block_of.get(id(p), 0) for p in mine])
                 owned.update(id(p) for p in mine)
                 self.units.append(unit)
-                module.register_forward_hook(self._recorder(unit))
+                self.handles.append(module.register_forward_hook(self._recorder(unit)))
         self.tied = [p for p in self.space if id(p) not in owned]
         self.armed = True
 
@@ -90,6 +91,20 @@ class GramianAccumulator:
             else:
                 unit.whole = False
         return hook
+
+    def closed_form_share(self) -> float:
+        """The share of the space's parameters in layers with a closed form (linear,
+        convolution, batch norm): where accumulating costs least."""
+        total = sum(p.numel() for p in self.space)
+        closed = sum(p.numel() for u in self.units if u.kernel or u.norm for p in u.params)
+        return closed / total if total else 0.0
+
+    def close(self) -> None:
+        """Remove the forward hooks (the engine went back to the Jacobian path)."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        self.clear()
 
     def clear(self) -> None:
         for unit in self.units:

@@ -151,17 +151,41 @@ class GradientEngine:
             return None
         params = [p for p in self.model.parameters() if p.requires_grad]
         size_mb = len(self.tasks) * sum(p.numel() * p.element_size() for p in params) / 2 ** 20
-        if self.gramian_path == "auto" and size_mb <= self.jacobian_limit_mb:
-            self._path_note = (f"gradients: task Gramian from the per-task Jacobian ({size_mb:.0f} MiB, within "
-                               f"gradients.jacobian_limit_mb {self.jacobian_limit_mb:g})")
-            return None
         blocks = (self.model.parameter_blocks() if weighting.needs is Needs.BLOCK_GRAMIANS
                   and hasattr(self.model, "parameter_blocks") else [self.shared()])
+        accumulator = GramianAccumulator(self.model, blocks)
+        share = accumulator.closed_form_share()
+        if self.gramian_path == "auto" and share < 0.9 and size_mb <= self.jacobian_limit_mb:
+            accumulator.close()
+            self._path_note = (f"gradients: task Gramian from the per-task Jacobian ({size_mb:.0f} MiB, within "
+                               f"gradients.jacobian_limit_mb {self.jacobian_limit_mb:g}; {share:.0%} of the shared "
+                               f"parameters in layers with a closed form)")
+            return None
         why = ("gradients.gramian_path: accumulate" if self.gramian_path == "accumulate" else
+               f"{share:.0%} of the shared parameters in linear, convolution and batch-norm layers"
+               if share >= 0.9 else
                f"the {len(self.tasks)} x P Jacobian would take {size_mb:.0f} MiB > gradients.jacobian_limit_mb "
                f"{self.jacobian_limit_mb:g}")
         self._path_note = f"gradients: task Gramian accumulated module by module, no Jacobian ({why})"
-        return GramianAccumulator(self.model, blocks)
+        self._verified = False
+        return accumulator
+
+    def _verify(self, space, vector: Tensor, amp) -> bool:
+        """On the first accumulated step, check the accumulated Gramian's diagonal against the
+        squared norms of the task gradients from plain backward passes (one task at a time, so
+        without the m × P Jacobian): a parameter used outside its module's ``forward`` — the one
+        thing the accumulation assumes away — shows up here."""
+        self._verified = True
+        gram = space.gram()
+        scaled = vector * amp if amp is not None else vector
+        norms = []
+        for t in range(vector.shape[0]):
+            grads = torch.autograd.grad(scaled[t], self.accumulator.space, retain_graph=True, allow_unused=True)
+            norms.append(sum(g.double().pow(2).sum() for g in grads if g is not None) /
+                         (amp.double() ** 2 if amp is not None else 1.0))
+        norms = torch.stack([torch.as_tensor(n, dtype=torch.float64) for n in norms]).to(gram.device)
+        tolerance = 1e-3 * norms.max() + torch.finfo(torch.float64).tiny
+        return bool(((gram.diagonal().double() - norms).abs() <= tolerance).all())
 
     def _space_for(self, weighting: Weighting, params):
         """The gradient space of this call (see ``spaces``)."""
@@ -235,6 +259,13 @@ class GradientEngine:
         m = vector.shape[0]
         space = self._space_for(weighting, params)
         computed = space.compute(vector, amp, weighting.needs)
+        if isinstance(space, AccumulatedSpace) and not self._verified and not self._verify(space, vector, amp):
+            self.say_once(f"gradients: the accumulated task Gramian disagrees with the model's gradients (a "
+                          f"parameter used outside its module's forward?); using the per-task Jacobian from now on")
+            self.accumulator.close()
+            self.accumulator = None
+            space = self._space_for(weighting, params)
+            computed = space.compute(vector, amp, weighting.needs)
         answer = weighting.respond(vector.detach(), **computed).detach()
         p, blocks = space.size()
         coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
