@@ -176,12 +176,14 @@ def one_step(model, tasks, losses, backward, opt):
     opt.step()
 
 
-def time_rows(m, rounds):
+def time_rows(m, rounds, only=None):
     torch.set_num_threads(1)
     model, tasks, losses_fn = resnet_setup(m, torch.device("cpu"))[:3]
     state = {k: v.clone() for k, v in model.state_dict().items()}
     built, models = {}, {}
     for name, factory in methods(m).items():
+        if only and name not in ("hand", "floor") and name not in only:
+            continue
         try:
             models[name] = copy.deepcopy(model)  # each its own: the engine's hooks stay on a model
             built[name] = factory(models[name], tasks)
@@ -219,7 +221,9 @@ def main():
     ap.add_argument("what", choices=("time", "memory", "memory-one"))
     ap.add_argument("--tasks", type=int, nargs="+", default=[2, 8, 16, 40])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--methods", nargs="*", default=None)
+    ap.add_argument("--methods", nargs="*", default=None,
+                    help="only these rows (besides hand and floor); at m = 40 each Jacobian-path engine keeps "
+                         "its m x P buffer, so run a few at a time")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     if args.what == "memory-one":
@@ -227,7 +231,7 @@ def main():
         return
     for m in args.tasks:
         if args.what == "time":
-            rows = time_rows(m, args.rounds)
+            rows = time_rows(m, args.rounds, args.methods)
             floor, hand = rows["floor"], rows["hand"]
             print(f"\n### m = {m} (floor {floor * 1e3:.0f} ms, hand EW {hand * 1e3:.0f} ms)\n")
             print("| method | step (ms) | vs floor | vs hand EW |\n|---|---|---|---|")

@@ -242,3 +242,13 @@ def test_auto_accumulates_where_layers_have_a_closed_form_and_says_so_once():
     recurrent = nn.LSTM(3, 3)
     recurrent.shared_parameters = lambda: list(recurrent.parameters())
     assert GradientEngine(recurrent, PCGrad(["a", "b"]), ["a", "b"], echo=said.append).accumulator is None
+
+
+def test_a_deep_copy_of_the_model_records_nothing_into_the_original():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    acc = GramianAccumulator(model, [list(model.parameters())])
+    twin = copy.deepcopy(model)  # the forward hooks come along
+    twin(torch.randn(5, 3))
+    assert all(not u.calls for u in acc.units)
+    model(torch.randn(5, 3))
+    assert all(len(u.calls) == 1 for u in acc.units)

@@ -83,8 +83,8 @@ class GramianAccumulator:
 
     def _recorder(self, unit: _Unit):
         def hook(module, args, output):
-            if not (self.armed and torch.is_grad_enabled()):
-                return
+            if not (self.armed and torch.is_grad_enabled()) or module is not unit.module:
+                return  # (a deep copy of the model carries the hook along: not ours)
             if isinstance(output, Tensor):
                 if output.requires_grad:
                     unit.calls.append((args[0] if args and isinstance(args[0], Tensor) else None, output))
