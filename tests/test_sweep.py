@@ -156,7 +156,7 @@ def test_grid_times_seeds_skip_resume_and_report(tiny, tmp_path):
 
 
 def test_parallel_workers_give_the_sequential_results(tiny, tmp_path, monkeypatch):
-    import mtl_platform.sweep as sweep_mod
+    import mtl_platform.sweep.run as sweep_mod
 
     monkeypatch.setattr(sweep_mod, "_cores", lambda: 2)  # one torch thread per worker, as in this test
     grid = {"optimizer.lr": ["1e-3", "3e-3"]}
