@@ -182,7 +182,7 @@ def ltb_config(tmp_path):
 
 def test_ltb_search_defaults_to_single_level_with_the_thesis_schedule():
     """The thesis's τ = 2 and single-level search; the α learning rate is the platform's default
-    (the thesis's 1e-4 belongs to a 200-epoch search; tests/test_search_margins.py)."""
+    (the thesis's 1e-4 belongs to a 200-epoch search; tests/core/stages/test_margins.py)."""
     reg, _ = registry.load(builtin_only=True)
     raw = copy.deepcopy(SYNTH)
     raw["architecture"] = "ltb"

@@ -25,7 +25,7 @@ from mtl_platform.config import read_yaml, resolve
 from mtl_platform.experiment import build_architecture, build_domain
 
 quiet = {"progress": False, "echo": lambda *a, **k: None}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def config(tmp_path, arch, seed):

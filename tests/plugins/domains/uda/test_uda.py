@@ -17,7 +17,7 @@ from mtl_platform_plugins.domains.uda.methods.gradient_reversal import grl_coeff
 
 from conftest import weighting_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[4]
 CONFIG = ROOT / "configs" / "uda" / "mnist_to_uci.yaml"
 TINY = ["domain.data.train_per_domain=64", "domain.iterations=2", "domain.batch_size=8",
         "train.epochs=1", "train.device=cpu", "baselines.stl=false"]

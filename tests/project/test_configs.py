@@ -7,7 +7,7 @@ import yaml
 from mtl_platform import registry, session
 from mtl_platform.config import read_yaml, resolve
 
-ROOT = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[2] / "configs"
 CONFIGS = sorted(ROOT.glob("*.yaml")) + sorted((ROOT / "synthetic").glob("*.yaml"))
 SYNTHETIC = sorted((ROOT / "synthetic").glob("*.yaml"))
 

@@ -12,7 +12,7 @@ from mtl_platform.gradients import GradientEngine
 
 from test_engine import TASKS, Net, losses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

@@ -92,7 +92,7 @@ def test_domain_shapes_and_bad_parameters():
         domain(phi=0.0)
 
 
-SYNTHETIC = sorted((Path(__file__).resolve().parents[1] / "configs" / "synthetic").glob("*.yaml"))
+SYNTHETIC = sorted((Path(__file__).resolve().parents[4] / "configs" / "synthetic").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SYNTHETIC, ids=lambda p: p.name)

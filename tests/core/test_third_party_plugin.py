@@ -25,7 +25,7 @@ from mtl_platform.batches import to_device
 from mtl_platform.checkpoint import load, seed_everything
 from mtl_platform.experiment import build_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "mtl-plugin-example"
 GUIDE = ROOT / "docs" / "writing-a-plugin.md"
 MODULE = "mtl_plugin_example"

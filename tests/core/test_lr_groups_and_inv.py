@@ -10,7 +10,7 @@ from mtl_platform import session
 from mtl_platform.errors import UserError
 from mtl_platform.optim import build_optimizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UDA = ROOT / "configs" / "uda" / "mnist_to_uci.yaml"
 TINY = ["domain.data.train_per_domain=64", "domain.iterations=3", "domain.batch_size=8", "domain.method.hidden=32",
         "train.epochs=2", "train.device=cpu", "baselines.stl=false"]

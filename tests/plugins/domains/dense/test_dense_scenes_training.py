@@ -15,7 +15,7 @@ from mtl_platform.config import apply_overrides, resolve
 from mtl_platform.experiment import build_domain
 from mtl_platform_plugins.domains.dense.constant import ConstantPredictor
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[4]
 QUICKSTART = ROOT / "configs" / "scenes_quickstart.yaml"
 quiet = {"progress": False, "echo": lambda *a, **k: None}
 

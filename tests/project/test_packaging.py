@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Left out of the build copy: VCS data, build outputs and run artefacts (as in .gitignore).
 IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", "runs",
                                 "wheels", ".venv", ".pytest_cache", ".benchmarks")

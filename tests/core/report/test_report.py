@@ -264,7 +264,7 @@ def test_plot_without_stl_still_writes_png(tmp_path):
 
 def test_import_does_not_load_matplotlib():
     code = "import sys, mtl_platform.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

@@ -15,7 +15,7 @@ from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRe
 
 from conftest import make_domain
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def same(a: nn.Module, b: nn.Module) -> bool:

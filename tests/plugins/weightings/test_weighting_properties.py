@@ -28,7 +28,7 @@ from mtl_platform.gradients.combine import call_weighting, form, needed
 from conftest import weighting_args
 from hard_jacobians import DTYPES, FAMILIES, TASK_COUNTS, hard_jacobian, rounding
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mtl-plugin-example" / "mtl_plugin_example"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mtl-plugin-example" / "mtl_plugin_example"
 KNOWN_PROMISES = {"nonnegative", "no_conflict", "min_norm"}
 
 

@@ -215,7 +215,7 @@ EXTRAS = {"weighting": "extra_weighting", "architecture": "extra_architecture", 
 @pytest.fixture
 def third_party_installed(tmp_path, monkeypatch):
     """A plugin laid out on ``sys.path`` as pip installs one: its package and a dist-info with
-    ``entry_points.txt`` in the ``mtl_platform`` group (as tests/test_third_party_plugin.py)."""
+    ``entry_points.txt`` in the ``mtl_platform`` group (as tests/core/test_third_party_plugin.py)."""
     import importlib
     import sys
 
@@ -244,7 +244,7 @@ def test_registries_of_tests_are_hermetic(third_party_installed):
     import test_param_bounds
     from mtl_platform.reference import MARK, PAGES
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     builtin, pm = registry.load(builtin_only=True)
     assert "fake_mtl_plugin" not in sys.modules

@@ -10,7 +10,7 @@ from mtl_platform import session
 
 from test_dense_npy_loaders import write_cityscapes, write_nyuv2
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[4]
 CONFIGS = sorted((ROOT / "configs" / "thesis").rglob("*.yaml"))
 quiet = {"progress": False, "echo": lambda *a, **k: None}
 

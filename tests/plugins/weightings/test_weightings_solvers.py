@@ -637,7 +637,7 @@ def test_mgda_ub_solves_on_the_representation_through_the_engine():
 def test_the_solver_maths_lives_beside_the_weightings_and_the_core_never_imports_it():
     """The solvers are private to the built-in weightings (issue 16 point 5): no module under
     ``mtl_platform/`` holds or imports them, and the core imports no plugin."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     assert not (root / "mtl_platform" / "gradients" / "solvers.py").exists()
     for path in (root / "mtl_platform").rglob("*.py"):
         source = path.read_text()

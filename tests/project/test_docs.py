@@ -5,7 +5,7 @@ import pytest
 
 from mtl_platform.reference import MARK, PAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("page", sorted(PAGES))

@@ -12,7 +12,7 @@ from mtl_platform.experiment import build_experiment
 
 from test_uda_data import digits_root, trees  # noqa: F401  (fixtures: the tllib trees, the digit files)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[4]
 CONFIGS = sorted((ROOT / "configs" / "uda" / "paper").glob("*.yaml"))
 
 

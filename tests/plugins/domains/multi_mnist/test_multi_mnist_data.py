@@ -13,7 +13,7 @@ import torch
 try:
     from mtl_platform_plugins.domains.multi_mnist import data as mm
 except ImportError:  # package not installed yet: load the file by path
-    _PATH = pathlib.Path(__file__).resolve().parents[1] / "plugins" / "domains" / "multi_mnist" / "data.py"
+    _PATH = pathlib.Path(__file__).resolve().parents[4] / "plugins" / "domains" / "multi_mnist" / "data.py"
     _spec = importlib.util.spec_from_file_location("_multi_mnist_data_under_test", _PATH)
     mm = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(mm)
