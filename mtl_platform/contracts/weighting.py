@@ -59,7 +59,7 @@ class Weighting(Configurable, nn.Module):
     parameters itself (the older form) works unchanged.
 
     ``promises`` names the properties the answer always has, which the shared property suite
-    (``tests/test_weighting_properties.py``) checks on families of hard Jacobians for every
+    (``tests/plugins/weightings/test_weighting_properties.py``) checks on families of hard Jacobians for every
     registered weighting, third-party ones included:
     - ``"nonnegative"``: task (or per-block) weights are ≥ 0;
     - ``"no_conflict"``: the combined gradient d has g_iᵀd ≥ 0 for every task i (up to rounding);

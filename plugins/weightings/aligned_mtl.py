@@ -70,7 +70,7 @@ class AlignedMTL(Weighting):
       below m · machine epsilon · λ_max. Here the same rule is applied to the cosine matrix
       K = G/(‖g‖‖g‖ᵀ), so that it judges directions, not norms (on G it also dropped a task
       whose gradient is ~1e-8 times smaller than another's: with norms spread over 1e-6…1e6
-      the update came out 1e12 times too large, ``tests/test_weighting_references.py``); null:
+      the update came out 1e12 times too large, ``tests/plugins/weightings/test_weighting_references.py``); null:
       m · float64 machine epsilon. σ_min is then the smallest *kept* singular value, and B
       projects onto the kept span, so nothing is divided by a vanishing eigenvalue and there
       is no NaN (``alignment_matrix``).

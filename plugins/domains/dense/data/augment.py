@@ -47,6 +47,18 @@ def _nearest(t: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return t.index_select(-2, rows).index_select(-1, cols)
 
 
+def mirror(image: Tensor, targets: Mapping[str, Tensor], kinds: Mapping[str, str]) -> tuple[Tensor, dict[str, Tensor]]:
+    """A horizontal flip of a sample (new tensors): every map mirrored, the x component (channel 0)
+    of ``normals`` targets negated."""
+    out = {}
+    for task, t in targets.items():
+        t = torch.flip(t, dims=[-1])
+        if kinds[task] == "normals":
+            t[..., 0, :, :] = -t[..., 0, :, :]
+        out[task] = t
+    return torch.flip(image, dims=[-1]), out
+
+
 def scale_crop_flip(image: Tensor, targets: Mapping[str, Tensor], kinds: Mapping[str, str],
                     generator: torch.Generator, scales: Sequence[float] = (1.0, 1.2, 1.5),
                     flip: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
@@ -69,7 +81,7 @@ def scale_crop_flip(image: Tensor, targets: Mapping[str, Tensor], kinds: Mapping
     h, w = max(1, int(height / s)), max(1, int(width / s))
     top = int(torch.randint(height - h + 1, (1,), generator=generator))
     left = int(torch.randint(width - w + 1, (1,), generator=generator))
-    mirror = bool(torch.rand(1, generator=generator) < 0.5) and flip
+    flipped = bool(torch.rand(1, generator=generator) < 0.5) and flip
 
     resize = (h, w) != (height, width)
     if resize:
@@ -98,11 +110,6 @@ def scale_crop_flip(image: Tensor, targets: Mapping[str, Tensor], kinds: Mapping
             t = t * s
         out[task] = t
 
-    if mirror:
-        out_image = torch.flip(out_image, dims=[-1])
-        for task, t in out.items():
-            t = torch.flip(t, dims=[-1])
-            if kinds[task] == "normals":
-                t[..., 0, :, :] = -t[..., 0, :, :]
-            out[task] = t
+    if flipped:
+        out_image, out = mirror(out_image, out, kinds)
     return out_image, out

@@ -7,7 +7,8 @@ from pathlib import Path
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
-from .npy_folder import ROOT_KEY, NpyBenchmark
+from ._common import ROOT_KEY
+from .npy_folder import NpyBenchmark
 
 CITYSCAPES_URL = "https://www.dropbox.com/sh/gaw6vh6qusoyms6/AADwWi0Tp3E3M4B2xzeGlsEna?dl=0"
 

@@ -10,7 +10,6 @@ on-disk ``val/`` is the benchmark's **test** split and our ``val`` is carved fro
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,18 +21,13 @@ from mtl_platform.errors import UserError
 from mtl_platform.params import SEED_BOUNDS, Param
 
 from ..contract import DenseData
+from ._common import ROOT_KEY, check_root, data_root, defaults_with, listing, root_error
 from .augment import KINDS, sample_generator, scale_crop_flip
 from .splits import carve
 
-#: the config key a wrong path is reported under
-ROOT_KEY = "domain.data.root"
-
 
 def _numbered(folder: Path) -> set[str]:
-    try:
-        return {name for name in os.listdir(folder) if name.endswith(".npy")}
-    except OSError:
-        return set()
+    return {name for name in listing(folder) if name.endswith(".npy")}
 
 
 def _to_image(arr: np.ndarray) -> torch.Tensor:
@@ -197,8 +191,7 @@ class NpyBenchmark(DenseData):
     hint: str = ""
 
     def __init__(self, seed: int = 0, **params):
-        defaults = {p.name: p.default for p in self.declared_params() if not p.required}
-        super().__init__(seed, **{**defaults, **params})
+        super().__init__(seed, **defaults_with(type(self), params))
 
     # -- what subclasses provide ----------------------------------------------------------
     def modalities(self, split_folder: Path) -> dict[str, tuple[str, str]]:
@@ -208,19 +201,15 @@ class NpyBenchmark(DenseData):
     # -- splits ---------------------------------------------------------------------------
     @property
     def root(self) -> Path:
-        return Path(str(self.config["root"])).expanduser()
+        return data_root(self.config)
 
     def _check_root(self) -> None:
-        given = self.config.get("root")
-        if not isinstance(given, str) or not given:
-            raise UserError(f"{ROOT_KEY}: not set; {self.expected}; {self.hint}")
-        if not self.root.is_dir():
-            raise UserError(f"{ROOT_KEY}: no folder {self.root}; {self.expected}; {self.hint}")
+        check_root(self.config, self.expected, self.hint)
 
     def _folder(self, on_disk: str, **kwargs) -> NpyFolder:
         folder = self.root / on_disk
         if not folder.is_dir():
-            raise UserError(f"{ROOT_KEY}: no folder {folder}; {self.expected}; {self.hint}")
+            raise root_error("no folder", folder, self.expected, self.hint)
         return NpyFolder(folder, self.modalities(folder), seed=self.seed, expected=self.expected,
                          hint=self.hint, **kwargs)
 

@@ -13,9 +13,10 @@ from mtl_platform.errors import UserError
 from mtl_platform.params import SEED_BOUNDS, Param
 
 from ..contract import DenseData
-from .pascal_context import (ROOT_KEY, DenseSplit, check_fraction, check_image_size, defaults_with,
-                             finish_sample, image_size_param, image_tensor, listing, read_image, read_rgb,
-                             resize_nearest, unit_or_zero)
+from ._common import (DenseSplit, check_fraction, check_image_size, check_root, data_root, defaults_with,
+                      finish_sample, image_size_param, image_tensor, listing, read_image, read_rgb, resize_nearest,
+                      root_error, unit_or_zero)
+from .splits import carve
 
 TINY_BUILDINGS = ("allensville", "collierville", "mifflinburg", "noxapater", "onaga")
 TASKS = ("segment_semantic", "depth_zbuffer", "keypoints2d", "edge_texture", "normal")
@@ -210,10 +211,10 @@ class Taskonomy(DenseData):
     # -- files ----------------------------------------------------------------------------
     @property
     def root(self) -> Path:
-        return Path(str(self.config.get("root"))).expanduser()
+        return data_root(self.config)
 
     def _error(self, what: str, path) -> UserError:
-        return UserError(f"{ROOT_KEY}: {what} {path}; {TASKONOMY_TREE}; {TASKONOMY_HINT}")
+        return root_error(what, path, TASKONOMY_TREE, TASKONOMY_HINT)
 
     def _domain_dir(self, domain: str) -> Path:
         base = self.root / domain
@@ -223,11 +224,7 @@ class Taskonomy(DenseData):
     def _scan(self) -> tuple[list[tuple[str, str]], dict[tuple[str, str], Path]]:
         """All (building, stem) records in building order, then point/view order; and the
         folder of every (domain, building)."""
-        given = self.config.get("root")
-        if not isinstance(given, str) or not given:
-            raise UserError(f"{ROOT_KEY}: not set; {TASKONOMY_TREE}; {TASKONOMY_HINT}")
-        if not self.root.is_dir():
-            raise self._error("no folder", self.root)
+        check_root(self.config, TASKONOMY_TREE, TASKONOMY_HINT)
         buildings = [str(b) for b in self.config["buildings"]]
         if not buildings:
             raise UserError("domain.data.buildings: empty; name at least one Taskonomy building")
@@ -276,24 +273,11 @@ class Taskonomy(DenseData):
                 raise UserError("domain.data.test_buildings: every building is a test building; none left to train on")
         else:
             test_fraction = check_fraction(self.config["test_fraction"], "domain.data.test_fraction")
-            order = np.random.default_rng(seed).permutation(n)
-            k = int(round(n * test_fraction))
-            if test_fraction > 0:
-                k = max(k, 1)
-            if n - k < 1:
-                raise UserError(f"domain.data.test_fraction: {test_fraction} of {n} images leaves none to train on")
-            test = sorted(int(i) for i in order[:k])
-            rest = sorted(int(i) for i in order[k:])
+            rest, test = carve(n, test_fraction, seed, "domain.data.test_fraction", what="images")
         # the validation carve of the non-test images, from a stream independent of the test draw
-        m = len(rest)
-        k_val = int(round(m * val_fraction))
-        if val_fraction > 0:
-            k_val = max(k_val, 1)
-        if m - k_val < 1:
-            raise UserError(f"domain.data.val_fraction: {val_fraction} of {m} non-test images leaves none to train on")
-        order = np.random.default_rng([seed, 1]).permutation(m)
-        val = sorted(rest[int(i)] for i in order[:k_val])
-        train = sorted(rest[int(i)] for i in order[k_val:])
+        keep, held = carve(len(rest), val_fraction, [seed, 1], "domain.data.val_fraction", what="non-test images")
+        val = [rest[i] for i in held]
+        train = [rest[i] for i in keep]
         return {"train": [records[i] for i in train], "val": [records[i] for i in val],
                 "test": [records[i] for i in test]}
 

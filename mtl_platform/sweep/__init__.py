@@ -1,0 +1,27 @@
+"""``mtl sweep``: the Cartesian product of ``--grid`` values × seeds, one ordinary training
+run per cell, then one aggregated safe-MTL report.
+
+Every cell is ``mtl train CONFIG --set ...`` with the cell's grid values, ``train.seed`` and
+the fixed ``--set``s, run by :func:`mtl_platform.session.train` into ``OUT/runs/``.
+``OUT/sweep.json`` records the grid, the seeds and each cell's overrides, status and run
+directory. Every cell's config is resolved before anything trains, so a bad key or value
+is one :class:`UserError` with nothing written.
+
+Re-running the same sweep skips finished cells. A cell's run directory is found by the
+defining config hash (:func:`mtl_platform.config.config_hash`, which leaves out the output
+and logging keys) of the ``config.yaml`` in each directory under ``OUT/runs/``; it is
+finished when it holds a ``results.json``. One without (interrupted, or failed) is resumed
+with ``session.train(resume=run_dir)`` when it holds a checkpoint; without a checkpoint the
+cell is started again from scratch in that same directory (the trainer's resume without a
+checkpoint is a fresh start), so re-runs never pile up directories. A cell with no matching
+directory trains in a new one.
+"""
+from __future__ import annotations
+
+from mtl_platform.report.grid import grid_table
+
+from .plan import RUNS_DIR, cell_name, parse_grid, parse_seeds, plan_cells
+from .run import SWEEP_FILE, run_sweep
+
+__all__ = ["RUNS_DIR", "SWEEP_FILE", "cell_name", "grid_table", "parse_grid", "parse_seeds", "plan_cells",
+           "run_sweep"]

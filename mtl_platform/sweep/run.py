@@ -1,0 +1,210 @@
+"""Running a sweep: each planned cell trained (or resumed, or restarted) by
+:func:`mtl_platform.session.train`, in this process or in worker processes; a failing cell is
+recorded in ``OUT/sweep.json`` with its error and never stops the others; then the aggregated
+report and the grid table over the finished cells."""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from mtl_platform import runs
+from mtl_platform.atomic import atomic_write_text
+from mtl_platform.errors import UserError
+
+from .plan import RUNS_DIR, _index_runs, _pick, plan_cells
+
+SWEEP_FILE = "sweep.json"
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
+# -- one cell ----------------------------------------------------------------------------------
+def _run_cell(job: dict) -> dict:
+    """Train (or resume) one cell; never raises for a failed run. Also the worker-process entry."""
+    if job.get("threads"):
+        import torch
+
+        torch.set_num_threads(job["threads"])
+    from mtl_platform import session
+    from mtl_platform.trainer import NonFiniteLoss
+
+    try:
+        if job["action"] in ("resume", "restart"):  # without a checkpoint the trainer starts afresh
+            results = session.train(resume=job["run_dir"], progress=False, echo=_quiet,
+                                    extra_plugins=job.get("plugins", ()))
+        else:
+            results = session.train(job["config"], sets=job["sets"], progress=False, echo=_quiet,
+                                    extra_plugins=job.get("plugins", ()))
+    except (NonFiniteLoss, UserError) as exc:
+        return {"status": "failed", "error": str(exc).strip().replace("\n", " ")}
+    except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the others
+        text = str(exc).strip().splitlines()
+        return {"status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")}
+    return {"status": "done", "run_dir": str(results["run_dir"])}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+# -- the sweep ---------------------------------------------------------------------------------
+def _record(config_path, grid, seeds, sets, cells, report=None) -> dict:
+    return {
+        "config": str(config_path),
+        "grid": grid,
+        "seeds": seeds,
+        "sets": list(sets),
+        "cells": [{k: c[k] for k in ("name", "overrides", "seed", "hash", "status", "run_dir", "error")}
+                  for c in cells],
+        "report": report,
+    }
+
+
+def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=None, sets: Iterable[str] = (),
+              workers: int = 1, progress: bool = True, echo: Callable = print,
+              extra_plugins: Iterable = ()) -> dict:
+    """Run (or finish) the sweep; return what ``OUT/sweep.json`` holds, plus ``failed`` (count).
+
+    ``out`` defaults to ``runs/sweeps/<config stem>``. ``extra_plugins`` (in-process plugin
+    objects, e.g. hook recorders) need ``workers == 1``.
+    """
+    sets = list(sets)
+    seeds = list(seeds or [])
+    extra_plugins = list(extra_plugins)
+    if not isinstance(workers, int) or workers < 1:
+        raise UserError(f"--workers {workers}: must be 1 or more")
+    if extra_plugins and workers > 1:
+        raise ValueError("extra_plugins need workers == 1 (plugin objects stay in this process)")
+    if not grid and not seeds:
+        raise UserError("mtl sweep: nothing to sweep; give --grid KEY=V1,V2 and/or --seeds")
+    out = Path(out) if out is not None else Path("runs") / "sweeps" / Path(config_path).stem
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    cells = plan_cells(config_path, grid, seeds, out, sets)  # validates every cell: nothing written yet
+
+    try:
+        (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create folder ({exc.strerror})") from None
+    sweep_path = out / SWEEP_FILE
+
+    def save(report=None):
+        runs.write_json(sweep_path, _record(config_path, grid, seeds, sets, cells, report))
+
+    index = _index_runs(out / RUNS_DIR)
+    jobs = []
+    for cell in cells:
+        action, run_dir = _pick(index.get(cell["hash"], []))
+        if action == "skip":
+            cell.update(status="done", run_dir=str(run_dir), action="skipped")
+        else:
+            cell["action"] = action
+            jobs.append((cell, {"action": action, "config": str(config_path), "sets": cell["sets"],
+                                "run_dir": str(run_dir) if run_dir else None}))
+    save()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(cells), desc="sweep", unit="cell", dynamic_ncols=True, disable=not progress)
+
+    def say(line: str) -> None:
+        if progress:
+            with tqdm.external_write_mode():
+                echo(line)
+        else:
+            echo(line)
+
+    width = len(str(len(cells)))
+    counter = itertools.count(1)
+
+    def finish(cell: dict, outcome: dict | None = None) -> None:
+        if outcome is not None:
+            cell.update(status=outcome["status"], error=outcome.get("error"))
+            if outcome.get("run_dir"):
+                cell["run_dir"] = outcome["run_dir"]
+            elif cell["run_dir"] is None:  # failed: point at the directory it left, if any
+                dirs = _index_runs(out / RUNS_DIR).get(cell["hash"], [])
+                cell["run_dir"] = str(dirs[-1]) if dirs else None
+            save()
+        n = f"[{next(counter):>{width}}/{len(cells)}]"
+        if cell["status"] == "done" and cell["action"] == "skipped":
+            say(f"{n} skipped  {cell['label']}  (finished: {cell['run_dir']})")
+        elif cell["status"] == "done":
+            how = {"resume": "trained (resumed)", "restart": "trained (restarted)"}.get(cell["action"], "trained")
+            say(f"{n} {how}  {cell['label']}  -> {cell['run_dir']}")
+        else:
+            say(f"{n} failed   {cell['label']}: {cell['error']}")
+        bar.update(1)
+
+    try:
+        for cell in cells:
+            if cell["status"] == "done":
+                finish(cell)
+        if workers == 1:
+            for cell, job in jobs:
+                finish(cell, _run_cell(dict(job, plugins=extra_plugins)))
+        elif jobs:
+            _run_parallel(jobs, workers, finish)
+    except KeyboardInterrupt:
+        echo(f"sweep interrupted; run the same command again to continue ({sweep_path})")
+        raise
+    finally:
+        bar.close()
+
+    failed = [c for c in cells if c["status"] != "done"]
+    report_path = _report([c for c in cells if c["status"] == "done"], out, echo)
+    save(report_path)
+    echo(f"sweep: {len(cells) - len(failed)} of {len(cells)} cells finished"
+         + (f", {len(failed)} failed" if failed else "") + f"; {sweep_path}")
+    return dict(_record(config_path, grid, seeds, sets, cells, report_path), failed=len(failed))
+
+
+def _run_parallel(jobs: list[tuple[dict, dict]], workers: int, finish: Callable) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, _cores() // workers)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                               mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(_run_cell, dict(job, threads=threads)): cell for cell, job in jobs}
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died (killed, out of memory)
+                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            finish(futures[future], outcome)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _report(done: list[dict], out: Path, echo: Callable) -> str | None:
+    """The aggregated report over the finished cells (seeds of one config grouped); its path."""
+    from mtl_platform.report import FORMATS, build_report, grid_table, load_results, render_terminal, write_report
+
+    if not done:
+        echo("sweep: no finished cells, no report")
+        return None
+    try:
+        rep = build_report(load_results([c["run_dir"] for c in done]))
+    except (ValueError, UserError) as exc:
+        echo(f"sweep: no report: {exc}")
+        return None
+    echo(render_terminal(rep))
+    paths = write_report(rep, out, FORMATS)
+    table = grid_table(done, rep)
+    if table:
+        atomic_write_text(out / "grid.md", table + "\n")
+        echo(table)
+    md = next((p for p in paths if p.name == "report.md"), paths[0])
+    echo(f"report: {md}")
+    return str(md)
