@@ -20,7 +20,7 @@ What is held: m × (the modules' outputs) and, one module at a time, at most m �
 of m × P. The backward passes are the floor's (one per task), split in two halves.
 
 The one assumption: a module's own parameters are used only inside its own ``forward`` (true
-of torch.nn's layers and of every built-in architecture; ``tests/test_gramian_accumulation.py``
+of torch.nn's layers and of every built-in architecture; ``tests/core/gradients/test_gramian_accumulation.py``
 checks G against J Jᵀ for each). Parameters that break it visibly — owned by two modules
 (tied), of a module whose output is not one tensor, or of a module not called through
 ``__call__`` in this step — are handled exactly, as columns of an explicit Jacobian.
