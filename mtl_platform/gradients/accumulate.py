@@ -123,66 +123,140 @@ class GramianAccumulator:
         return unit.kernel and all(x is not None and (x.dim() == 4 or not _is_conv(unit.module))
                                    for x, _ in unit.calls)
 
-    def _usable(self, unit: _Unit) -> bool:
-        """Accumulated this step: called, one tensor out, and either the closed form or a
-        single call (a local backward from the output of a second call would run on into the
-        first call's use of the same parameters)."""
-        return bool(unit.calls) and unit.whole and (len(unit.calls) == 1 or self._closed_form(unit)
-                                                     or self._norm_form(unit))
-
     @staticmethod
     def _norm_form(unit: _Unit) -> bool:
         """A batch-norm layer whose every call saw one tensor: ∇_γ L_t = Σ U_t ∘ x̂, ∇_β L_t = Σ U_t."""
         return unit.norm and all(x is not None for x, _ in unit.calls)
 
-    @staticmethod
-    def _norm_grads(unit: _Unit, upstream: Sequence[Tensor], work) -> tuple[Tensor, Tensor]:
-        """(m, C) task gradients of a batch-norm layer's γ and β, summed over its calls: x̂ is
-        recomputed from the call's input with the statistics the forward used (the batch's in
-        training, the running ones in evaluation), U_t is the output gradient."""
-        module = unit.module
-        gamma, beta = 0, 0
-        for (x, _), up in zip(unit.calls, upstream):
-            x = x.detach()
-            if module.training or not module.track_running_stats:
-                normal = torch.nn.functional.batch_norm(x, None, None, None, None, True, 0.0, module.eps)
-            else:
-                normal = torch.nn.functional.batch_norm(x, module.running_mean, module.running_var, None, None,
-                                                        False, 0.0, module.eps)
-            dims = [0, *range(2, x.dim())]
-            u = up.to(work)
-            gamma = gamma + (u * normal.to(work)).sum([d + 1 for d in dims])
-            beta = beta + u.sum([d + 1 for d in dims])
-        return gamma, beta
+    def _usable(self, unit: _Unit) -> bool:
+        """Accumulated this step: called, one tensor out, and either a closed form or a single
+        call (a local backward from the output of a second call would run on into the first
+        call's use of the same parameters)."""
+        return bool(unit.calls) and unit.whole and (len(unit.calls) == 1 or self._closed_form(unit)
+                                                     or self._norm_form(unit))
+
+    def _plan(self, unit: _Unit) -> str:
+        """How the unit's part is formed, choosing what is smallest to keep per task:
+        ``norm`` (γ, β gradients), ``rows`` (the weight gradients U_tᵀ X, where there are at
+        least as many positions R as parameters: R² ≥ P), ``kernel`` (the output gradients U_t,
+        where R² < P: through X Xᵀ), ``local`` (the output gradients, then local backward passes)."""
+        if self._norm_form(unit):
+            return "norm"
+        if self._closed_form(unit):
+            positions = sum(_positions(unit.module, x) for x, _ in unit.calls)
+            return "kernel" if positions ** 2 < unit.module.weight.numel() else "rows"
+        return "local"
 
     @staticmethod
-    def _rows(unit: _Unit, upstream: Sequence[Tensor], work) -> tuple[Tensor, Tensor]:
-        """X (R, fan_in) and U (m, R, out) of all the unit's calls, stacked along R:
-        ∇_W L_t = Σ_c U_{t,c}ᵀ X_c = U_tᵀ X, so cross-call terms are kept."""
-        rows = torch.cat([_input_rows(unit.module, x.detach()).to(work) for x, _ in unit.calls])
-        grad_rows = torch.cat([_output_rows(unit.module, up).to(work) for up in upstream], dim=1)
-        return rows, grad_rows
+    def _normalised(module: nn.Module, x: Tensor) -> Tensor:
+        """x̂ with the statistics the forward used (the batch's in training, else the running ones)."""
+        x = x.detach()
+        if module.training or not module.track_running_stats:
+            return torch.nn.functional.batch_norm(x, None, None, None, None, True, 0.0, module.eps)
+        return torch.nn.functional.batch_norm(x, module.running_mean, module.running_var, None, None, False, 0.0,
+                                              module.eps)
 
-    def _closed_form_gram(self, grams: Tensor, unit: _Unit, upstream: Sequence[Tensor], precision: str,
-                          dtype) -> None:
-        """Gramian of a linear or convolution layer's task gradients ∇_W L_t = U_tᵀ X and
-        ∇_b L_t = U_tᵀ 1. With fewer positions R than parameters (R² < P_k) without forming
-        them: ⟨∇_W L_s, ∇_W L_t⟩ = Σ_{r,r'} (X Xᵀ)_{rr'} (U_s U_tᵀ)_{rr'}, and 1 1ᵀ in place of
-        X Xᵀ for b; otherwise from the m gradients U_tᵀ X, formed one layer at a time."""
+    def compute(self, losses: Tensor, others: Sequence[Tensor], precision: str = "float64",
+                amp: Tensor | None = None, buffer: Tensor | None = None):
+        """Per-block Gramians (n_blocks, m, m) of the true losses over the space. The parameters
+        outside the space (``others``) and the space's parameters that cannot be accumulated
+        this step get explicit Jacobian rows. Returns ``(grams, state)`` for ``apply``."""
+        m = losses.shape[0]
+        scaled = losses * amp if amp is not None else losses
+        live = [u for u in self.units if self._usable(u)]
+        explicit = [p for u in self.units if not self._usable(u) for p in u.params] + self.tied
+        rows_params = explicit + list(others)
+        sizes = [p.numel() for p in rows_params]
+        dtype = self.space[0].dtype if self.space else losses.dtype
+        device = losses.device
+        if buffer is None or buffer.shape != (m, sum(sizes)) or buffer.dtype != dtype:
+            buffer = torch.empty(m, sum(sizes), dtype=dtype, device=device)
+        # what each unit keeps per task, allocated before the backward passes
+        plans, kept, context, outputs = {}, {}, {}, []
+        with torch.no_grad():
+            for unit in live:
+                plan = plans[id(unit)] = self._plan(unit)
+                module = unit.module
+                if plan == "norm":
+                    context[id(unit)] = [self._normalised(module, x) for x, _ in unit.calls]
+                    channels = module.weight.numel()
+                    kept[id(unit)] = (torch.zeros(m, channels, dtype=dtype, device=device),
+                                      torch.zeros(m, channels, dtype=dtype, device=device))
+                elif plan == "rows":
+                    context[id(unit)] = [_input_rows(module, x.detach()) for x, _ in unit.calls]
+                    kept[id(unit)] = (torch.zeros(m, module.weight.numel(), dtype=dtype, device=device),
+                                      torch.zeros(m, module.out_channels if _is_conv(module) else module.out_features,
+                                                  dtype=dtype, device=device))
+                else:
+                    kept[id(unit)] = [torch.zeros((m, *y.shape), dtype=y.dtype, device=y.device) for _, y in unit.calls]
+                outputs += [(unit, c, y) for c, (_, y) in enumerate(unit.calls)]
+        inputs = [y for _, _, y in outputs] + rows_params
+        for t in range(m):  # the floor's backward passes, down to the modules' outputs only
+            grads = torch.autograd.grad(scaled[t], inputs, retain_graph=True, allow_unused=True)
+            with torch.no_grad():
+                for (unit, c, _), g in zip(outputs, grads[:len(outputs)]):
+                    if g is not None:
+                        self._keep(plans[id(unit)], unit, kept[id(unit)], context.get(id(unit)), c, t, g)
+            _write_row(buffer[t], grads[len(outputs):], sizes)
+        if amp is not None:
+            for unit in live:
+                for part in kept[id(unit)]:
+                    part.div_(amp)
+            buffer.div_(amp)
+        work = dtype if precision == "native" else working_dtype(buffer)
+        grams = torch.zeros(self.n_blocks, m, m, dtype=work, device=device)
+        factors = {}
+        with torch.no_grad():
+            for unit in live:
+                plan, part = plans[id(unit)], kept[id(unit)]
+                if plan in ("norm", "rows"):
+                    for p, b in zip(unit.params, unit.blocks):
+                        g = part[0] if p is unit.module.weight else part[1]
+                        grams[b] += gramian(g, precision).to(work)
+                    factors[id(unit)] = part
+                elif plan == "kernel":
+                    factors[id(unit)] = self._kernel_gram(grams, unit, part, work)
+                else:
+                    with torch.enable_grad():
+                        self._local_gram(grams, unit, unit.calls[0][1], part[0], precision)
+                    factors[id(unit)] = part
+            block_of = {id(p): b for u in self.units for p, b in zip(u.params, u.blocks)}
+            explicit_blocks = [block_of.get(id(p), 0) for p in explicit]
+            n_explicit = sum(p.numel() for p in explicit)
+            self._block_gram(grams, buffer[:, :n_explicit], explicit_blocks, [p.numel() for p in explicit], precision)
+        state = {"live": live, "plans": plans, "factors": factors, "explicit": explicit,
+                 "explicit_blocks": explicit_blocks, "others": list(others), "buffer": buffer,
+                 "n_explicit": n_explicit}
+        return grams, state
+
+    @staticmethod
+    def _keep(plan: str, unit: _Unit, part, context, call: int, t: int, g: Tensor) -> None:
+        """Fold task t's output gradient g of one call into what the unit keeps."""
         module = unit.module
-        work = dtype if precision == "native" else grams.dtype
-        rows, grad_rows = self._rows(unit, upstream, dtype)
-        summed = grad_rows.sum(1).to(work)                               # (m, out): ∇_b L_t
-        bias_gram = summed @ summed.T
-        if rows.shape[0] ** 2 < module.weight.numel():
-            x, u = rows.to(work), grad_rows.to(work)
-            mixed = torch.matmul(x @ x.T, u)                             # (m, R, out)
-            weight_gram = torch.einsum("sro,tro->st", u, mixed)
+        if plan == "norm":
+            dims = [0, *range(2, g.dim())]
+            part[0][t] += (g * context[call]).sum(dims)
+            part[1][t] += g.sum(dims)
+        elif plan == "rows":
+            u = _output_rows(module, g[None])[0]                         # (R, out)
+            part[0][t] += (u.T @ context[call]).reshape(-1)
+            part[1][t] += u.sum(0)
         else:
-            grads = torch.matmul(grad_rows.transpose(1, 2), rows)        # (m, out, fan_in)
-            weight_gram = gramian(grads.reshape(grads.shape[0], -1), precision).to(work)
+            part[call][t].copy_(g)
+
+    def _kernel_gram(self, grams: Tensor, unit: _Unit, upstream: Sequence[Tensor], work) -> tuple[Tensor, Tensor]:
+        """A linear or convolution layer with fewer positions R than weights (R² < P): with X the
+        (unfolded) input rows and U_t the output-gradient rows, ∇_W L_t = U_tᵀ X and
+        ∇_b L_t = U_tᵀ 1, so ⟨∇_W L_s, ∇_W L_t⟩ = Σ_{r,r'} (X Xᵀ)_{rr'} (U_s U_tᵀ)_{rr'} — through
+        the R × R kernel, without forming the gradients. Returns (X, U) for the update."""
+        rows = torch.cat([_input_rows(unit.module, x.detach()) for x, _ in unit.calls])          # (R, fan_in)
+        grad_rows = torch.cat([_output_rows(unit.module, up) for up in upstream], dim=1)        # (m, R, out)
+        x, u = rows.to(work), grad_rows.to(work)
+        weight_gram = torch.einsum("sro,tro->st", u, torch.matmul(x @ x.T, u))
+        summed = u.sum(1)
+        bias_gram = summed @ summed.T
         for p, b in zip(unit.params, unit.blocks):
-            grams[b] += (weight_gram if p is module.weight else bias_gram).to(grams.dtype)
+            grams[b] += weight_gram if p is unit.module.weight else bias_gram
         return rows, grad_rows
 
     def _local_gram(self, grams: Tensor, unit: _Unit, output: Tensor, upstream: Tensor, precision: str) -> None:
@@ -196,91 +270,32 @@ class GramianAccumulator:
             _write_row(jac[t], grads, sizes)
         self._block_gram(grams, jac, unit.blocks, sizes, precision)
 
-    def compute(self, losses: Tensor, others: Sequence[Tensor], precision: str = "float64",
-                amp: Tensor | None = None, buffer: Tensor | None = None):
-        """Per-block Gramians (n_blocks, m, m) of the true losses over the space. The parameters
-        outside the space (``others``) and the space's parameters that cannot be accumulated
-        this step get explicit Jacobian rows. Returns ``(grams, state)`` for ``apply``."""
-        m = losses.shape[0]
-        scaled = losses * amp if amp is not None else losses
-        live = [u for u in self.units if self._usable(u)]
-        explicit = [p for u in self.units if not self._usable(u) for p in u.params] + self.tied
-        outputs = [y for u in live for _, y in u.calls]
-        rows_params = explicit + list(others)
-        sizes = [p.numel() for p in rows_params]
-        dtype = self.space[0].dtype if self.space else losses.dtype
-        if buffer is None or buffer.shape != (m, sum(sizes)) or buffer.dtype != dtype:
-            buffer = torch.empty(m, sum(sizes), dtype=dtype, device=losses.device)
-        upstream = [torch.zeros((m, *y.shape), dtype=y.dtype, device=y.device) for y in outputs]
-        inputs = outputs + rows_params
-        for t in range(m):  # the floor's backward passes, down to the modules' outputs only
-            grads = torch.autograd.grad(scaled[t], inputs, retain_graph=True, allow_unused=True)
-            for store, g in zip(upstream, grads[:len(outputs)]):
-                if g is not None:
-                    store[t].copy_(g)
-            _write_row(buffer[t], grads[len(outputs):], sizes)
-        if amp is not None:
-            for store in upstream:
-                store.div_(amp)
-            buffer.div_(amp)
-        grams = torch.zeros(self.n_blocks, m, m, dtype=dtype if precision == "native" else working_dtype(buffer),
-                            device=losses.device)
-        k = 0
-        factors = {}  # per closed-form unit, what apply reuses: (X, U) or (∇_γ, ∇_β)
-        with torch.no_grad():
-            for unit in live:
-                ups = upstream[k:k + len(unit.calls)]
-                if self._closed_form(unit):
-                    factors[id(unit)] = self._closed_form_gram(grams, unit, ups, precision, dtype)
-                elif self._norm_form(unit):
-                    gamma, beta = self._norm_grads(unit, ups, dtype)
-                    factors[id(unit)] = (gamma, beta)
-                    for p, b in zip(unit.params, unit.blocks):
-                        g = (gamma if p is unit.module.weight else beta).to(grams.dtype)
-                        grams[b] += g @ g.T
-                else:
-                    with torch.enable_grad():
-                        self._local_gram(grams, unit, outputs[k], ups[0], precision)
-                k += len(unit.calls)
-            block_of = {id(p): b for u in self.units for p, b in zip(u.params, u.blocks)}
-            explicit_blocks = [block_of.get(id(p), 0) for p in explicit]
-            n_explicit = sum(p.numel() for p in explicit)
-            self._block_gram(grams, buffer[:, :n_explicit], explicit_blocks, [p.numel() for p in explicit], precision)
-        state = {"live": live, "outputs": outputs, "upstream": upstream, "explicit": explicit,
-                 "explicit_blocks": explicit_blocks, "others": list(others), "buffer": buffer,
-                 "n_explicit": n_explicit, "factors": factors}
-        return grams, state
-
     def apply(self, state: dict, block_weights: Tensor, coeff: Tensor, scale, add_grad) -> None:
         """Add the combined gradient (block b's parameters: ``block_weights[b]ᵀ J``) to the space
         and ``coeffᵀ J`` to the other parameters, each times ``scale``."""
-        outputs, upstream = state["outputs"], state["upstream"]
-        k = 0
         for unit in state["live"]:
-            ups = upstream[k:k + len(unit.calls)]
+            plan, part = state["plans"][id(unit)], state["factors"][id(unit)]
             for b in sorted(set(unit.blocks)):
                 params = [p for p, pb in zip(unit.params, unit.blocks) if pb == b]
-                w = block_weights[b].to(ups[0].dtype)
-                if self._closed_form(unit):
+                if plan in ("norm", "rows", "kernel"):
                     with torch.no_grad():
-                        rows, grad_rows = state["factors"][id(unit)]
-                        direction = torch.tensordot(w, grad_rows, dims=1) * scale      # (R, out)
+                        if plan == "kernel":
+                            rows, grad_rows = part
+                            direction = torch.tensordot(block_weights[b].to(grad_rows.dtype), grad_rows, dims=1)
+                            weight, bias = direction.T @ rows, direction.sum(0)
+                        else:
+                            w = block_weights[b].to(part[0].dtype)
+                            weight, bias = w @ part[0], w @ part[1]
                         for p in params:
-                            g = direction.T @ rows if p is unit.module.weight else direction.sum(0)
-                            add_grad(p, g.reshape(p.shape))
-                elif self._norm_form(unit):
-                    with torch.no_grad():
-                        gamma, beta = state["factors"][id(unit)]
-                        for p in params:
-                            g = gamma if p is unit.module.weight else beta
-                            add_grad(p, ((w @ g) * scale).reshape(p.shape))
+                            g = weight if p is unit.module.weight else bias
+                            add_grad(p, (g * scale).reshape(p.shape))
                 else:
-                    direction = torch.tensordot(w, ups[0], dims=1) * scale
-                    grads = torch.autograd.grad(outputs[k], params, direction, retain_graph=True, allow_unused=True)
+                    direction = torch.tensordot(block_weights[b].to(part[0].dtype), part[0], dims=1) * scale
+                    grads = torch.autograd.grad(unit.calls[0][1], params, direction, retain_graph=True,
+                                                allow_unused=True)
                     for p, g in zip(params, grads):
                         if g is not None:
                             add_grad(p, g)
-            k += len(unit.calls)
         buffer, n_explicit = state["buffer"], state["n_explicit"]
         offset = 0
         for p, b in zip(state["explicit"], state["explicit_blocks"]):
