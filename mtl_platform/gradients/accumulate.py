@@ -178,12 +178,12 @@ class GramianAccumulator:
                 plan = plans[id(unit)] = self._plan(unit)
                 module = unit.module
                 if plan == "norm":
-                    context[id(unit)] = [self._normalised(module, x) for x, _ in unit.calls]
+                    context[id(unit)] = [self._normalised(module, x).to(dtype) for x, _ in unit.calls]
                     channels = module.weight.numel()
                     kept[id(unit)] = (torch.zeros(m, channels, dtype=dtype, device=device),
                                       torch.zeros(m, channels, dtype=dtype, device=device))
                 elif plan == "rows":
-                    context[id(unit)] = [_input_rows(module, x.detach()) for x, _ in unit.calls]
+                    context[id(unit)] = [_input_rows(module, x.detach()).to(dtype) for x, _ in unit.calls]
                     kept[id(unit)] = (torch.zeros(m, module.weight.numel(), dtype=dtype, device=device),
                                       torch.zeros(m, module.out_channels if _is_conv(module) else module.out_features,
                                                   dtype=dtype, device=device))
@@ -233,6 +233,8 @@ class GramianAccumulator:
     def _keep(plan: str, unit: _Unit, part, context, call: int, t: int, g: Tensor) -> None:
         """Fold task t's output gradient g of one call into what the unit keeps."""
         module = unit.module
+        if plan in ("norm", "rows"):
+            g = g.to(part[0].dtype)  # under autocast the output gradient may be half precision
         if plan == "norm":
             dims = [0, *range(2, g.dim())]
             part[0][t] += (g * context[call]).sum(dims)
@@ -249,9 +251,9 @@ class GramianAccumulator:
         (unfolded) input rows and U_t the output-gradient rows, ∇_W L_t = U_tᵀ X and
         ∇_b L_t = U_tᵀ 1, so ⟨∇_W L_s, ∇_W L_t⟩ = Σ_{r,r'} (X Xᵀ)_{rr'} (U_s U_tᵀ)_{rr'} — through
         the R × R kernel, without forming the gradients. Returns (X, U) for the update."""
-        rows = torch.cat([_input_rows(unit.module, x.detach()) for x, _ in unit.calls])          # (R, fan_in)
-        grad_rows = torch.cat([_output_rows(unit.module, up) for up in upstream], dim=1)        # (m, R, out)
-        x, u = rows.to(work), grad_rows.to(work)
+        rows = torch.cat([_input_rows(unit.module, x.detach()).to(work) for x, _ in unit.calls])  # (R, fan_in)
+        grad_rows = torch.cat([_output_rows(unit.module, up).to(work) for up in upstream], dim=1)  # (m, R, out)
+        x, u = rows, grad_rows
         weight_gram = torch.einsum("sro,tro->st", u, torch.matmul(x @ x.T, u))
         summed = u.sum(1)
         bias_gram = summed @ summed.T

@@ -268,6 +268,7 @@ class GradientEngine:
             computed = space.compute(vector, amp, weighting.needs)
         answer = weighting.respond(vector.detach(), **computed).detach()
         p, blocks = space.size()
+        form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error
         coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
         space.apply(answer, coeff, apply)
         if diagnose:
