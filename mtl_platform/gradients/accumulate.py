@@ -27,6 +27,7 @@ checks G against J Jᵀ for each). Parameters that break it visibly — owned by
 """
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import torch
@@ -82,8 +83,11 @@ class GramianAccumulator:
         self.armed = True
 
     def _recorder(self, unit: _Unit):
+        owner = weakref.ref(self)  # a discarded engine's hooks fall silent (and keep nothing alive)
+
         def hook(module, args, output):
-            if not (self.armed and torch.is_grad_enabled()) or module is not unit.module:
+            this = owner()
+            if this is None or not (this.armed and torch.is_grad_enabled()) or module is not unit.module:
                 return  # (a deep copy of the model carries the hook along: not ours)
             if isinstance(output, Tensor):
                 if output.requires_grad:

@@ -252,3 +252,15 @@ def test_a_deep_copy_of_the_model_records_nothing_into_the_original():
     assert all(not u.calls for u in acc.units)
     model(torch.randn(5, 3))
     assert all(len(u.calls) == 1 for u in acc.units)
+
+
+def test_the_hooks_of_a_discarded_accumulator_record_nothing():
+    import gc
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    acc = GramianAccumulator(model, [list(model.parameters())])
+    units = list(acc.units)
+    del acc
+    gc.collect()
+    model(torch.randn(5, 3))
+    assert all(not u.calls for u in units)
