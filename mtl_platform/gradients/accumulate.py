@@ -80,14 +80,13 @@ class GramianAccumulator:
                 self.units.append(unit)
                 self.handles.append(module.register_forward_hook(self._recorder(unit)))
         self.tied = [p for p in self.space if id(p) not in owned]
-        self.armed = True
 
     def _recorder(self, unit: _Unit):
         owner = weakref.ref(self)  # a discarded engine's hooks fall silent (and keep nothing alive)
 
         def hook(module, args, output):
             this = owner()
-            if this is None or not (this.armed and torch.is_grad_enabled()) or module is not unit.module:
+            if this is None or not torch.is_grad_enabled() or module is not unit.module:
                 return  # (a deep copy of the model carries the hook along: not ours)
             if isinstance(output, Tensor):
                 if output.requires_grad:
@@ -161,7 +160,7 @@ class GramianAccumulator:
                                               module.eps)
 
     def compute(self, losses: Tensor, others: Sequence[Tensor], precision: str = "float64",
-                amp: Tensor | None = None, buffer: Tensor | None = None):
+                amp: Tensor | None = None):
         """Per-block Gramians (n_blocks, m, m) of the true losses over the space. The parameters
         outside the space (``others``) and the space's parameters that cannot be accumulated
         this step get explicit Jacobian rows. Returns ``(grams, state)`` for ``apply``."""
@@ -173,8 +172,7 @@ class GramianAccumulator:
         sizes = [p.numel() for p in rows_params]
         dtype = self.space[0].dtype if self.space else losses.dtype
         device = losses.device
-        if buffer is None or buffer.shape != (m, sum(sizes)) or buffer.dtype != dtype:
-            buffer = torch.empty(m, sum(sizes), dtype=dtype, device=device)
+        buffer = torch.empty(m, sum(sizes), dtype=dtype, device=device)  # small: heads and explicit columns
         # what each unit keeps per task, allocated before the backward passes
         plans, kept, context, outputs = {}, {}, {}, []
         with torch.no_grad():

@@ -54,8 +54,7 @@ from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
 from .accumulate import GramianAccumulator
 from .combine import GRAMIAN_DTYPES, form, gramian
-from .jacobian import task_jacobian
-from .spaces import AccumulatedSpace, ExplicitSpace, JacobianSpace, RepSpace
+from .spaces import AccumulatedSpace, ExplicitSpace, JacobianSpace, RepSpace, task_gradients
 
 MODES = ("param", "rep")
 GRAMIAN_PATHS = ("auto", "jacobian", "accumulate")
@@ -238,7 +237,7 @@ class GradientEngine:
             answer = weighting.respond(detached).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
             if diagnose and self.shared():
-                self.record(answer, gramian(self._jacobian(vector, amp, self.shared()), self.gramian_dtype))
+                self.record(answer, gramian(task_gradients(vector, amp, self.shared()), self.gramian_dtype))
             computed: dict = {}
         else:
             answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose)
@@ -247,13 +246,6 @@ class GradientEngine:
             (aux / self.accumulate).backward()
         self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
         return answer
-
-    @staticmethod
-    def _jacobian(vector: Tensor, amp, inputs) -> Tensor:
-        """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
-        if amp is None:
-            return task_jacobian(vector, inputs, batched=None)
-        return task_jacobian(vector * amp, inputs, batched=None) / amp
 
     def _gradient_path(self, weighting, vector, amp, apply, params, diagnose):
         m = vector.shape[0]

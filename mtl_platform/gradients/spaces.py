@@ -55,7 +55,7 @@ def scatter(params: Sequence[Tensor], flat: Tensor, owned: bool = False) -> None
         offset += n
 
 
-def _jacobian(losses: Tensor, amp, inputs, out=None) -> Tensor:
+def task_gradients(losses: Tensor, amp, inputs, out=None) -> Tensor:
     """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
     if amp is None:
         return task_jacobian(losses, inputs, batched=None, out=out)
@@ -112,7 +112,7 @@ class JacobianSpace(GradientSpace):
         buffer = self.owner.jacobian_buffer
         if buffer is None or buffer.shape != (m, total) or buffer.dtype != dtype or buffer.device != losses.device:
             buffer = self.owner.jacobian_buffer = torch.empty(m, total, dtype=dtype, device=losses.device)
-        full = _jacobian(losses, amp, inputs, out=buffer)
+        full = task_gradients(losses, amp, inputs, out=buffer)
         self.jac, self.rest = full[:, :self.n], full[:, self.n:]
         self.computed = needed(needs, self.jac, self.block_sizes, self.precision)
         return self.computed
@@ -157,7 +157,7 @@ class ExplicitSpace(GradientSpace):
         self.needs = needs
         self.losses = losses
         self.amp = amp
-        self.jac = _jacobian(losses, amp, self.params)
+        self.jac = task_gradients(losses, amp, self.params)
         self.computed = needed(needs, self.jac, precision=self.precision)
         return self.computed
 
@@ -178,7 +178,7 @@ class RepSpace(GradientSpace):
     def compute(self, losses, amp, needs):
         self.needs = needs
         self.losses = losses
-        self.jac = _jacobian(losses, amp, [self.rep])
+        self.jac = task_gradients(losses, amp, [self.rep])
         self.computed = needed(needs, self.jac, precision=self.precision)
         return self.computed
 
