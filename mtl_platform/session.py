@@ -18,6 +18,19 @@ from .errors import UserError
 from .experiment import build_domain, build_experiment
 
 
+
+def selection_reference(baselines: dict | None, tasks: list[str]) -> dict | None:
+    """The baselines' validation metrics of the selection tasks (None, so that the first epoch
+    is the reference, unless the baselines cover every one of them)."""
+    if not baselines:
+        return None
+    found: dict = {}
+    for entry in baselines.values():
+        for task, metrics in entry["results"]["val"].items():
+            if task in tasks:
+                found.setdefault(task, metrics)
+    return found if set(found) == set(tasks) else None
+
 def prepare(config_path: str | Path | None = None, sets: Iterable[str] = (), disable: Iterable[str] = (),
             resume: str | Path | None = None, extra_plugins: Iterable = (), progress: bool | None = None):
     """Validate everything; return (config, registry, pm, run_dir or None)."""
@@ -75,9 +88,9 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
         baselines = ensure_baselines(config, exp.domain.eval_tasks, registry, pm, echo)
         runs.write_json(run_dir / runs.BASELINES_FILE, {
             t: {"hash": b["hash"], "path": b["path"], "epoch": b["results"]["epoch"],
-                "val": b["results"]["val"][t], "test": b["results"]["test"][t]}
+                "val": b["results"]["val"].get(t), "test": b["results"]["test"][t]}
             for t, b in baselines.items()})
-    reference = {t: b["results"]["val"][t] for t, b in baselines.items()} if baselines else None
+    reference = selection_reference(baselines, exp.domain.selection_tasks)
     extra = {
         "config_name": config["output"]["name"],
         "group": config_hash(config, without=[("train", "seed")]),

@@ -85,6 +85,7 @@ class Trainer:
         self.echo = echo
         self.tasks = exp.domain.task_names
         self.spec = exp.domain.spec()
+        self.selection_spec = exp.domain.spec(exp.domain.selection_tasks)
         self.rows: list[dict] = []
         device = exp.device
         m = len(self.tasks)
@@ -282,7 +283,7 @@ class Trainer:
         if self.cfg["select"] == "last" or not self.rows:
             return self.rows[-1]["epoch"] if self.rows else 0
         reference = self.reference or self.rows[0]["val"]
-        scores = [selection_score(r["val"], reference, self.spec) for r in self.rows]
+        scores = [selection_score(r["val"], reference, self.selection_spec) for r in self.rows]
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         return self.rows[best]["epoch"]
 

@@ -76,8 +76,15 @@ class Domain(Configurable):
     def task(self, name: str) -> Task:
         return next(t for t in self.tasks if t.name == name)
 
-    def spec(self) -> dict:
-        return {t.name: t.spec() for t in self.tasks if t.name in self.eval_tasks}
+    @property
+    def selection_tasks(self) -> list[str]:
+        """The tasks ``evaluate(model, "val")`` reports, whose Δp selects the model (default:
+        the evaluated tasks; a generalisation domain selects on its source data instead)."""
+        return self.eval_tasks
+
+    def spec(self, tasks: list[str] | None = None) -> dict:
+        """Each task's metrics (``Task.spec``), for ``tasks`` (default: the evaluated tasks)."""
+        return {name: self.task(name).spec() for name in (self.eval_tasks if tasks is None else tasks)}
 
     # -- data ----------------------------------------------------------------------------
     def dataset(self, split: str) -> Dataset:

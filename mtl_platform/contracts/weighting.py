@@ -7,6 +7,7 @@ from itertools import chain
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from .component import Configurable
 
 
@@ -111,6 +112,29 @@ class Weighting(Configurable, nn.Module):
         like = next((v for v in computed.values() if isinstance(v, Tensor)), losses)
         self.follow(like.dtype)
         return self.weights(losses, **computed)
+
+    def sequence(self, losses: Tensor, **computed) -> Tensor:
+        """The update as a sequence of optimizer steps, all computed at the same parameters: an
+        (s, m) matrix whose row k gives step k's task weights (the sequential update protocol,
+        ``GradientEngine.backward_sequence``). Default: one step, the answer of ``respond``.
+        A weighting whose method takes several steps per batch (DGE's paper form) overrides it;
+        its rows sum to what ``respond`` would have answered."""
+        answer = self.respond(losses, **computed)
+        if answer.dim() != 1 or answer.shape[0] != self.num_tasks:
+            raise UserError(f"weighting {self.name!r} answers with per-block weights or a gradient; the "
+                            f"sequential update needs task weights (use the summed update)")
+        return answer[None]
+
+    @classmethod
+    def noop_reason(cls, num_tasks: int) -> str | None:
+        """Why this method provably reduces to equal weighting with ``num_tasks`` tasks, or None.
+        A domain whose study would report such a run as a method may refuse it."""
+        return None
+
+    def diagnostics(self) -> dict[str, Tensor]:
+        """Scalars (0-d tensors, on the device) the engine logs with its diagnostics every
+        ``diagnostics_every`` steps, e.g. equilibrium's residual ‖Σ_k w_k ŝ_k‖. Default: none."""
+        return {}
 
     def follow(self, dtype: torch.dtype) -> None:
         """Keep every floating-point parameter and buffer in ``dtype`` (a no-op when they are)."""

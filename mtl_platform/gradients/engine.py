@@ -97,7 +97,7 @@ class GradientEngine:
         self.stepped = False  # whether the last ``step`` call stepped the optimizers
         self.last_weights: Tensor | None = None
         self.steps = 0
-        self.diagnostics: list[tuple[int, Tensor]] = []  # (step, flat values on the device)
+        self.diagnostics: list[tuple[int, Tensor, tuple]] = []  # (step, flat values on the device, extra names)
         self._said: set[str] = set()
         self.accumulator = self._accumulator_for(weighting)
 
@@ -186,8 +186,9 @@ class GradientEngine:
         tolerance = 1e-3 * norms.max() + torch.finfo(torch.float64).tiny
         return bool(((gram.diagonal().double() - norms).abs() <= tolerance).all())
 
-    def _space_for(self, weighting: Weighting, params):
-        """The gradient space of this call (see ``spaces``)."""
+    def _space_for(self, weighting: Weighting, params, reusable: bool = False):
+        """The gradient space of this call (see ``spaces``); ``reusable``: one that can apply
+        several answers of one computation (never the accumulated one)."""
         mode = self._mode_for(weighting, params)
         if mode == "rep":
             return RepSpace(self.model.rep, self.gramian_dtype)
@@ -196,10 +197,10 @@ class GradientEngine:
         shared = self.shared()
         space_ids = {id(p) for p in shared}
         others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in space_ids]
-        if self.accumulator is not None and weighting is self.weighting:
+        if self.accumulator is not None and weighting is self.weighting and not reusable:
             self.say_once(self._path_note)
             return AccumulatedSpace(self.accumulator, others, self.gramian_dtype, self.block_sizes())
-        if self._path_note and weighting is self.weighting:
+        if self._path_note and weighting is self.weighting and not reusable:
             self.say_once(self._path_note)
         return JacobianSpace(shared, others, self.block_sizes(), self.gramian_dtype, self)
 
@@ -266,6 +267,68 @@ class GradientEngine:
         if diagnose:
             self.record(answer, space.gram())
         return answer, computed
+
+    def backward_sequence(self, losses: Mapping[str, Tensor], optimizers: Sequence[torch.optim.Optimizer],
+                          params: Sequence[Tensor] | None = None) -> Tensor:
+        """The sequential update protocol (DGE's paper form, spec gradients.md §2.2–2.3): the
+        weighting's ``sequence`` rows r_0 … r_{s−1}, all computed at the current parameters
+        from one set of task gradients, then one optimizer step per row. The space gets row
+        k's combination; every parameter outside it gets 1/s of its usual gradient at each
+        step (∇Σ_t L_t for a gradient method), so with plain SGD the s steps equal one step
+        of the summed update. Returns the rows' sum (the summed form's task weights)."""
+        if self.accumulate != 1:
+            raise UserError(f"train.accumulate: got {self.accumulate}; the sequential update steps the "
+                            f"optimizer several times per batch and cannot accumulate gradients")
+        weighting = self.weighting
+        if weighting.needs is Needs.LOSSES:  # a loss weighting is one step: the summed update
+            answer = self.backward(losses, params)
+            self.step(optimizers)
+            return answer
+        vector = self.stack(losses)
+        if vector.dtype in (torch.float16, torch.bfloat16):
+            vector = vector.float()
+        try:
+            with torch.autocast(vector.device.type, enabled=False):
+                rows = self._sequence(vector, params, weighting, optimizers)
+        finally:
+            if self.accumulator is not None:
+                self.accumulator.clear()
+        return rows.sum(0)
+
+    def _sequence(self, vector: Tensor, params, weighting: Weighting, optimizers) -> Tensor:
+        amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
+        scale = amp if amp is not None else 1.0
+        self.steps += 1
+        diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
+        space = self._space_for(weighting, params, reusable=True)
+        space.retain = True
+        computed = space.compute(vector, amp, weighting.needs)
+        rows = weighting.sequence(vector.detach(), **computed).detach()
+        m, (p, blocks) = vector.shape[0], space.size()
+        trainable = [q for q in self.model.parameters() if q.requires_grad]
+        steps = []
+        for k, row in enumerate(rows):
+            form(row, m, p, blocks, weighting.needs)
+            coeff = self._coefficients(weighting, row, m, p, blocks, vector) / len(rows)
+            for q in trainable:
+                q.grad = None
+            space.retain = k < len(rows) - 1
+            space.apply(row, coeff, scale)
+            steps.append([q.grad for q in trainable])
+        if diagnose:
+            self.record(rows.sum(0), space.gram())
+        self.micro_steps += 1
+        self.stepped = True
+        for grads in steps:  # every row was computed at the same parameters; now step through them
+            for q, g in zip(trainable, grads):
+                q.grad = g
+            for opt in optimizers:
+                self.scaler.step(opt) if self.scaler is not None else opt.step()
+                opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.update()  # once: every row was scaled by the same factor
+        self.last_weights = rows.sum(0)
+        return rows
 
     def step(self, optimizers: Sequence[torch.optim.Optimizer], closure=None) -> bool:
         """Step the optimizers once every ``accumulate`` calls (through the AMP scaler, if any),
@@ -335,7 +398,10 @@ class GradientEngine:
         conflict = (pairs < 0).sum(dtype=gram.dtype).reshape(1) / max(pairs.numel(), 1)
         weights = (answer.to(gram.dtype) if answer.dim() == 1 and answer.shape[0] == m
                    else torch.full((m,), float("nan"), dtype=gram.dtype, device=gram.device))
-        self.diagnostics.append((self.steps, torch.cat([conflict, norms, pairs, weights]).detach()))
+        extra = self.weighting.diagnostics()
+        values = [v.detach().reshape(1).to(gram) for v in extra.values()]
+        self.diagnostics.append((self.steps, torch.cat([conflict, norms, pairs, weights, *values]).detach(),
+                                 tuple(extra)))
 
     def pop_diagnostics(self) -> list[dict]:
         """The recorded diagnostics as plain rows (one host transfer), emptying the buffer."""
@@ -343,15 +409,18 @@ class GradientEngine:
             return []
         m = len(self.tasks)
         names = [f"{self.tasks[i]}|{self.tasks[j]}" for i in range(m) for j in range(i + 1, m)]
-        values = torch.stack([flat for _, flat in self.diagnostics]).tolist()
-        rows = []
-        for (step, _), flat in zip(self.diagnostics, values):
+        values = torch.cat([flat for _, flat, _ in self.diagnostics]).tolist()  # one host transfer
+        rows, offset = [], 0
+        for step, flat, extra in self.diagnostics:
+            flat, offset = values[offset:offset + flat.numel()], offset + flat.numel()
             norms, rest = flat[1:1 + m], flat[1 + m:]
-            pairs, weights = rest[:len(names)], rest[len(names):]
+            pairs, weights = rest[:len(names)], rest[len(names):len(names) + m]
             row = {"step": step, "conflict": flat[0], "norm": dict(zip(self.tasks, norms)),
                    "cos": dict(zip(names, pairs))}
             if not any(w != w for w in weights):  # NaN: the answer was not task weights
                 row["weights"] = dict(zip(self.tasks, weights))
+            if extra:  # the weighting's own scalars (``Weighting.diagnostics``)
+                row["weighting"] = dict(zip(extra, rest[len(names) + m:]))
             rows.append(row)
         self.diagnostics = []
         return rows

@@ -68,6 +68,9 @@ class GradientSpace:
 
     #: the m × P Jacobian over the space (None where it is never formed)
     jac: Tensor | None = None
+    #: keep the autograd graph in ``apply``, so the space can apply several answers of one
+    #: computation (the sequential update); the accumulated space cannot and is never asked to
+    retain: bool = False
 
     def __init__(self, precision: str):
         self.precision = precision
@@ -163,7 +166,7 @@ class ExplicitSpace(GradientSpace):
 
     def apply(self, answer, coeff, scale):
         combined = combined_gradient(answer, self.jac, needs=self.needs)
-        (coeff * self.losses * scale).sum().backward()
+        (coeff * self.losses * scale).sum().backward(retain_graph=self.retain)
         scatter(self.params, (combined - coeff.to(self.jac.dtype) @ self.jac) * scale)
 
 
@@ -185,4 +188,5 @@ class RepSpace(GradientSpace):
     def apply(self, answer, coeff, scale):
         combined = combined_gradient(answer, self.jac, needs=self.needs)
         injected = ((combined - coeff @ self.jac) * scale).view_as(self.rep)
-        torch.autograd.backward([(coeff * self.losses * scale).sum(), self.rep], [None, injected])
+        torch.autograd.backward([(coeff * self.losses * scale).sum(), self.rep], [None, injected],
+                                retain_graph=self.retain)

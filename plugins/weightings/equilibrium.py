@@ -1,5 +1,6 @@
 """Domain Gradient Equilibrium (Zhang, Li, Shin, ACM MM 2024, Eqs. 2–9), summed form."""
 import torch
+from torch import Tensor
 
 from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
@@ -52,9 +53,11 @@ class Equilibrium(Weighting):
     gradients (coefficient rows C with ŝ = C·g), so all inner products come from the Gramian and
     the answer is the task weights 1 − Ŝᵀw (sum form; divided by K for ``"mean"``).
 
-    Not implemented here: the paper's *sequential* form, which takes K optimizer steps per batch
-    with r_0, …, r_{K−1} (all computed at the same θ). It needs several optimizer steps and is
-    therefore not a weighting (DESIGN.md §3.2); with plain SGD it equals one step on Σ_k r_k.
+    The paper's *sequential* form, K optimizer steps per batch with r_0, …, r_{K−1} (all
+    computed at the same θ), needs several optimizer steps and is therefore an update protocol,
+    not a weighting (DESIGN.md §3.2): ``sequence`` gives its K rows and
+    ``GradientEngine.backward_sequence`` steps through them (the ``sdg`` domain's
+    ``update: sequential``). With plain SGD it equals one step on Σ_k r_k.
 
     Facts worth knowing (spec §2.6): Σ_k r_k = K ḡ − Σ_k w_k ŝ_k exactly (averaging minus the
     unresolved residual, whose norm is kept in the non-persistent buffer ``residual_norm``);
@@ -91,9 +94,9 @@ class Equilibrium(Weighting):
         self.register_buffer("w", torch.full((len(self.tasks),), self.w_init))
         self.register_buffer("residual_norm", torch.zeros(()), persistent=False)
 
-    def weights(self, losses, gram=None, **computed):
-        if gram is None:
-            raise TypeError("equilibrium needs the Gramian: call weights(losses, gram=G)")
+    def refined(self, gram: Tensor) -> Tensor:
+        """The (K, K) coefficient rows of r_k = g_k − w_k ŝ_k (Eq. 9), after the adjustment and
+        the reweighting steps of this call (w and the residual norm kept as state)."""
         gram = symmetric(gram)
         k = gram.shape[0]
         order = other_tasks(k, self.shuffle, gram.device)
@@ -104,8 +107,33 @@ class Equilibrium(Weighting):
         with torch.no_grad():
             self.w.copy_(w)
             self.residual_norm = (w @ adjusted_gram @ w).clamp_min(0).sqrt().to(self.residual_norm)
-        weights = 1.0 - adjusted.T @ w  # Σ_k (e_k − w_k ŝ_k)
-        return weights / k if self.reduce == "mean" else weights
+        rows = torch.eye(k, dtype=gram.dtype, device=gram.device) - w[:, None] * adjusted
+        return rows / k if self.reduce == "mean" else rows
+
+    def weights(self, losses, gram=None, **computed):
+        """The summed form: Σ_k r_k = Σ_k (e_k − w_k ŝ_k), i.e. the weights 1 − Ŝᵀw (÷K for "mean")."""
+        return self.refined(self._gram(gram)).sum(0)
+
+    def sequence(self, losses, **computed):
+        """The paper's form: one optimizer step per refined gradient r_k (Algorithm 1)."""
+        self.follow(computed["gram"].dtype if "gram" in computed else losses.dtype)
+        return self.refined(self._gram(computed.get("gram")))
+
+    @classmethod
+    def noop_reason(cls, num_tasks):
+        if num_tasks == 2:
+            return ("with two domains s₁ = −s₂, so no adjustment fires, w = (1, 1) is already at equilibrium "
+                    "and the update is plain gradient averaging (spec gradients.md §2.6 item 2)")
+        return None
+
+    def diagnostics(self):
+        return {"residual": self.residual_norm}
+
+    @staticmethod
+    def _gram(gram):
+        if gram is None:
+            raise TypeError("equilibrium needs the Gramian: call weights(losses, gram=G)")
+        return gram
 
 
 @hookimpl
