@@ -22,9 +22,10 @@ class AgrRand(Weighting):
     """Agr-Rand: per coordinate, the sum of the task gradients where they agree in sign, else a random value.
 
     Mansilla, Echeveste, Milone, Ferrante, "Domain Generalization via Gradient Surgery",
-    ICCV 2021, §3, the Agr-Rand consensus strategy: as Agr-Sum (``agr_sum``), but a conflicting
-    coordinate is not zeroed; it gets a value drawn from a zero-mean normal distribution, so
-    that its weight keeps moving instead of going dead. With the task gradients g_k (rows of
+    ICCV 2021 (arXiv:2108.01621), the Agr-Rand consensus strategy of its method section (its
+    equation number not quoted: the paper's text was not available here, see ``agr_sum``): as
+    Agr-Sum (``agr_sum``), but a conflicting coordinate is not zeroed; it gets a value drawn
+    from a zero-mean normal distribution, so that its weight keeps moving instead of going dead. With the task gradients g_k (rows of
     the Jacobian), A the agreeing coordinates and per coordinate j:
 
         d[j] = Σ_k g_k[j]          for j ∈ A,
@@ -32,22 +33,22 @@ class AgrRand(Weighting):
 
     where A' is A without its all-zero coordinates. The scale σ (the mean magnitude of the
     kept components) is the authors' code (lucasmansilla/DGvGS, ``src/gradient.py``,
-    ``agreement_rand``); the text of the paper available here only says "random values from a
-    normal distribution". Choices made explicit:
+    ``agreement_rand``); the summaries of the paper found here only say "random values sampled
+    from a normal distribution". Choices made explicit:
 
     - ``zeros``: how a zero component counts (``agr_sum.agreement``); under ``conflict`` (the
       authors' code) an all-zero coordinate, e.g. a parameter no task uses, gets noise, under
       the default ``ignore`` it agrees and stays 0. A' drops all-zero coordinates, so under
       ``conflict`` σ is exactly the authors' scale and under ``ignore`` unused parameters do
       not dilute it.
-    - no agreeing coordinate with a non-zero component: σ = 0 (the authors' code divides by
-      zero), so the update is Agr-Sum's.
+    - no agreeing coordinate with a non-zero component: σ = 0 (the authors' code takes the
+      mean of an empty set, NaN), so the update is Agr-Sum's.
     - the draws: P standard normals every call, whatever the agreement (only the conflicting
       ones are used), from the weighting's own ``torch.Generator``, created on the Jacobian's
       device at the first call and seeded with ``seed`` (null: ``torch.initial_seed()`` when the
       weighting is built, which in a run is ``train.seed``). Its state is in ``state_dict``
-      (``_extra_state``), so the draws are a pure function of the seed and the number of
-      calls, unaffected by any other use of torch's global generator, and a resumed run
+      (``_extra_state``), so the draws are a pure function of the seed and the calls
+      so far (their P, dtype and device), unaffected by any other use of torch's global generator, and a resumed run
       continues bit for bit (with the generator on the device it was saved from).
 
     Needs the ``JACOBIAN`` and returns the aggregated gradient (P,). A gradient method:

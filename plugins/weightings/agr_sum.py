@@ -31,7 +31,10 @@ class AgrSum(Weighting):
     """Agr-Sum: per coordinate, the sum of the task gradients where they agree in sign, else 0.
 
     Mansilla, Echeveste, Milone, Ferrante, "Domain Generalization via Gradient Surgery",
-    ICCV 2021, §3, the Agr-Sum consensus strategy. With the per-domain (here per-task)
+    ICCV 2021, the Agr-Sum consensus strategy of its method section (arXiv:2108.01621). The
+    paper's text was not available here, so neither its section nor its equation number is
+    quoted; the rule below is the one of the authors' code (lucasmansilla/DGvGS,
+    ``src/gradient.py``, ``agreement_sum``), which was read. With the per-domain (here per-task)
     gradients g_1..g_K of the shared parameters (the rows of the Jacobian) and per coordinate j:
 
         d[j] = Σ_k g_k[j]   if the g_k[j] agree in sign,
