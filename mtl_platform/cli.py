@@ -51,6 +51,9 @@ def train(config, sets, disable, resume, progress):
 @click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
               help="Values of a config key to sweep, e.g. --grid weighting.name=ew,gh (repeatable: "
                    "the cells are the Cartesian product).")
+@click.option("--cell", "extra", multiple=True, metavar="'KEY=VALUE; KEY=VALUE'",
+              help="One more cell outside the grid (repeatable): CONFIG and --set with these assignments "
+                   "(its value wins over --set; grid values are not applied), × every seed.")
 @click.option("--seeds", metavar="SPEC", default=None,
               help="Seeds of every cell: a range 0-4 or a list 0,2,5 (default: the config's seed).")
 @click.option("--workers", type=int, default=1, show_default=True,
@@ -60,16 +63,17 @@ def train(config, sets, disable, resume, progress):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config key in every cell, e.g. --set train.epochs=5 (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar over cells (default: on a terminal).")
-def sweep(config, grids, seeds, workers, out, sets, progress):
-    """Train CONFIG for every combination of --grid values and --seeds, then report them together.
+def sweep(config, grids, extra, seeds, workers, out, sets, progress):
+    """Train CONFIG for every combination of --grid values and --seeds, and every --cell × --seeds,
+    then report them together.
 
     Re-running the same command skips finished cells and resumes interrupted ones."""
-    from .sweep import parse_grid, parse_seeds, run_sweep
+    from .sweep import parse_cells, parse_grid, parse_seeds, run_sweep
 
     if progress is None:
         progress = sys.stderr.isatty()
     result = run_sweep(config, parse_grid(grids), parse_seeds(seeds), out, sets=sets, workers=workers,
-                       progress=progress, echo=click.echo)
+                       progress=progress, echo=click.echo, extra=parse_cells(extra))
     if result["failed"]:
         sys.exit(1)
 

@@ -47,7 +47,8 @@ class Weighting(Configurable, nn.Module):
     the unweighted ∇Σ_t L_t). ``mode`` forces ``"rep"`` or ``"param"`` (None: the config's).
     A weighting may own parameters (then it adds ``aux_loss``, given the same ``computed``)
     and state (buffers, or ``state_dict``/``load_state_dict`` overrides); random draws use
-    torch's global generator, which checkpoints save and restore. Floating-point state follows
+    torch's global generator, which checkpoints save and restore, or the weighting's own
+    seeded generator kept in its ``state_dict`` (Agr-Rand's ``get_extra_state``). Floating-point state follows
     the working precision (``respond``): a float64 Gramian gets float64 state, and a checkpoint
     restores the precision it was saved in.
 

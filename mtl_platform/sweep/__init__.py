@@ -1,5 +1,11 @@
-"""``mtl sweep``: the Cartesian product of ``--grid`` values × seeds, one ordinary training
-run per cell, then one aggregated safe-MTL report.
+"""``mtl sweep``: the Cartesian product of ``--grid`` values × seeds, plus each ``--cell`` × seeds,
+one ordinary training run per cell, then one aggregated safe-MTL report.
+
+A ``--cell 'KEY=VALUE; KEY=VALUE'`` is one cell outside the product: CONFIG, the ``--set``s,
+then its assignments (a key also in ``--set`` or ``--grid`` takes the cell's value; grid values
+are never applied to it). It is validated, skipped and resumed like the grid's cells; its
+report group is labelled ``... [--cell KEY=VALUE; ...]`` and ``grid.md`` lists it in a table
+of its own. A cell equal to another (grid or ``--cell``) is refused.
 
 Every cell is ``mtl train CONFIG --set ...`` with the cell's grid values, ``train.seed`` and
 the fixed ``--set``s, run by :func:`mtl_platform.session.train` into ``OUT/runs/``.
@@ -20,8 +26,8 @@ from __future__ import annotations
 
 from mtl_platform.report.grid import grid_table
 
-from .plan import RUNS_DIR, cell_name, parse_grid, parse_seeds, plan_cells
+from .plan import RUNS_DIR, cell_name, cell_text, parse_cells, parse_grid, parse_seeds, plan_cells
 from .run import SWEEP_FILE, run_sweep
 
-__all__ = ["RUNS_DIR", "SWEEP_FILE", "cell_name", "grid_table", "parse_grid", "parse_seeds", "plan_cells",
-           "run_sweep"]
+__all__ = ["RUNS_DIR", "SWEEP_FILE", "cell_name", "cell_text", "grid_table", "parse_cells", "parse_grid",
+           "parse_seeds", "plan_cells", "run_sweep"]

@@ -1,6 +1,6 @@
-"""Planning a sweep: the ``--grid`` and ``--seeds`` parsed, their Cartesian product expanded into
-cells (each with its overrides, resolved config and defining config hash, all validated before
-anything trains), and the index of the run directories already under ``OUT/runs/`` by that hash,
+"""Planning a sweep: the ``--grid``, ``--cell`` and ``--seeds`` parsed, the grid's Cartesian product
+and the extra cells expanded into cells (each with its overrides, resolved config and defining
+config hash, all validated before anything trains), and the index of the run directories already under ``OUT/runs/`` by that hash,
 which tells each cell whether to skip (finished), resume, restart or train."""
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ _MAX_NAME = 150
 
 
 # -- parsing -----------------------------------------------------------------------------------
-def _split_values(text: str) -> list[str]:
-    """Split ``V1,V2,...`` on the commas outside brackets and quotes (``[0.9,0.99]`` is one value)."""
+def _split_values(text: str, sep: str = ",") -> list[str]:
+    """Split ``V1,V2,...`` on the ``sep`` outside brackets and quotes (``[0.9,0.99]`` is one value)."""
     values, current, depth, quote = [], [], 0, None
     for ch in text:
         if quote:
@@ -34,7 +34,7 @@ def _split_values(text: str) -> list[str]:
             depth += 1
         elif ch in "]}":
             depth = max(depth - 1, 0)
-        elif ch == "," and depth == 0:
+        elif ch == sep and depth == 0:
             values.append("".join(current).strip())
             current = []
             continue
@@ -67,6 +67,45 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
             raise UserError(f"--grid {key}: given twice (list all its values in one --grid)")
         grid[key] = values
     return grid
+
+
+CELL_EXAMPLE = "--cell 'weighting.name=equilibrium; domain.update=sequential'"
+
+
+def parse_cells(items: Iterable[str]) -> list[list[tuple[str, str]]]:
+    """``["weighting.name=equilibrium; domain.update=sequential"]`` → one list of (key, value)
+    pairs per ``--cell``, in the order given.
+
+    Each is one extra cell: CONFIG, then the ``--set``s, then these assignments (so a key also
+    in ``--set`` takes the cell's value), never the grid's values. Values stay strings, applied
+    as ``--set KEY=VALUE``; a ``;`` inside ``[...]``, ``{...}`` or quotes does not split.
+    """
+    cells = []
+    for item in items:
+        if not item.strip():
+            raise UserError(f"--cell {item!r}: no assignments; expected KEY=VALUE; KEY=VALUE, e.g. {CELL_EXAMPLE}")
+        parts = _split_values(item, ";")
+        if parts and parts[-1] == "" and len(parts) > 1:  # a trailing ';' is harmless
+            parts.pop()
+        pairs: list[tuple[str, str]] = []
+        for part in parts:
+            key, eq, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not key or any(not p for p in key.split(".")):
+                raise UserError(f"--cell {item!r}: {part!r} is not KEY=VALUE; expected KEY=VALUE; KEY=VALUE, "
+                                f"e.g. {CELL_EXAMPLE}")
+            if not value:
+                raise UserError(f"--cell {item!r}: {key} has no value")
+            if any(key == k for k, _ in pairs):
+                raise UserError(f"--cell {item!r}: {key} given twice")
+            pairs.append((key, value))
+        cells.append(pairs)
+    return cells
+
+
+def cell_text(pairs: list[tuple[str, str]]) -> str:
+    """``weighting.name=equilibrium; domain.update=sequential``: a ``--cell`` as a reader sees it."""
+    return "; ".join(f"{k}={v}" for k, v in pairs)
 
 
 def parse_seeds(spec: str | None) -> list[int]:
@@ -165,11 +204,17 @@ def _pick(dirs: list[Path]) -> tuple[str, Path | None]:
 
 # -- the cells ---------------------------------------------------------------------------------
 def plan_cells(config_path, grid: dict[str, list[str]], seeds: list[int], out: Path,
-               sets: Iterable[str] = ()) -> list[dict]:
-    """Every cell with its overrides and resolved config's defining hash; validates them all."""
+               sets: Iterable[str] = (), extra: Iterable[list[tuple[str, str]]] = ()) -> list[dict]:
+    """Every cell with its overrides and resolved config's defining hash; validates them all.
+
+    The grid's cells (its Cartesian product × seeds; with no ``--grid``, CONFIG as it is ×
+    seeds) come first, then each ``extra`` cell (:func:`parse_cells`) × seeds. An extra cell's
+    ``extra`` is its :func:`cell_text` (None for a grid cell); one whose resolved config equals
+    another cell's is refused."""
     from mtl_platform import session
 
     sets = list(sets)
+    extra = [list(pairs) for pairs in extra]
     path = Path(config_path)
     read_yaml(path)  # a missing or malformed CONFIG is one line
     stem = path.stem
@@ -180,34 +225,50 @@ def plan_cells(config_path, grid: dict[str, list[str]], seeds: list[int], out: P
     for key in grid:
         if key in fixed_keys:
             raise UserError(f"{key}: given both as --grid and --set")
+    for pairs in extra:
+        for key, _ in pairs:
+            if key in _RESERVED:
+                raise UserError(f"--cell {key}: set by the sweep for each cell (choose the folder with --out)")
+            if key == "train.seed" and seeds:
+                raise UserError(f"--cell '{cell_text(pairs)}': train.seed given with --seeds too (use one of them)")
     if seeds and ("train.seed" in grid or "train.seed" in fixed_keys):
         raise UserError("train.seed: given with --seeds too (use one of them)")
     root = out / RUNS_DIR
     keys = list(grid)
     cells: list[dict] = []
     seen: dict[str, str] = {}
-    for values in itertools.product(*(grid[k] for k in keys)):
+    todo = [(list(zip(keys, values)), None) for values in itertools.product(*(grid[k] for k in keys))]
+    todo += [(pairs, cell_text(pairs)) for pairs in extra]
+    for pairs, text in todo:
         for seed in (seeds or [None]):
-            assignment = list(zip(keys, values))
+            assignment = list(pairs)
             if seed is not None:
                 assignment.append(("train.seed", str(seed)))
-            label = " ".join(f"{k}={v}" for k, v in assignment) or "(config as is)"
-            name = cell_name(stem, assignment)
+            if text is None:
+                label = " ".join(f"{k}={v}" for k, v in assignment) or "(config as is)"
+                name = cell_name(stem, assignment)
+            else:
+                label = f"--cell '{text}'" + (f" train.seed={seed}" if seed is not None else "")
+                name = cell_name(f"{stem}__cell", assignment)
             cell_sets = (sets + [f"{k}={v}" for k, v in assignment]
                          + [f"output.root={_yaml_str(root)}", f"output.name={_yaml_str(name)}"])
             try:
                 config = session.prepare(path, cell_sets, progress=False)[0]
             except UserError as exc:
                 message = str(exc)
-                for key in keys:  # a grid value's error is about --grid, not --set
-                    message = re.sub(rf"^--set {re.escape(key)}\b", f"--grid {key}", message)
+                for key, _ in pairs:  # a grid or cell value's error is about --grid or --cell, not --set
+                    flag = "--grid" if text is None else "--cell"
+                    message = re.sub(rf"^--set {re.escape(key)}\b", f"{flag} {key}", message)
                 raise UserError(f"sweep cell {label}: {message}") from None
             key_hash = config_hash(config)
             if key_hash in seen:
-                raise UserError(f"sweep cells {seen[key_hash]} and {label} are the same experiment "
-                                f"(their resolved configs are equal)")
+                if text is None:
+                    raise UserError(f"sweep cells {seen[key_hash]} and {label} are the same experiment "
+                                    f"(their resolved configs are equal)")
+                raise UserError(f"{label}: the same experiment as the sweep cell {seen[key_hash]} (their "
+                                f"resolved configs are equal); drop one of them")
             seen[key_hash] = label
-            cells.append({"name": name, "label": label, "overrides": dict(assignment),
+            cells.append({"name": name, "label": label, "overrides": dict(assignment), "extra": text,
                           "seed": config["train"]["seed"], "sets": cell_sets, "hash": key_hash,
                           "status": "pending", "run_dir": None, "error": None})
     return cells

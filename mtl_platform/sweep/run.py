@@ -13,7 +13,7 @@ from mtl_platform import runs
 from mtl_platform.atomic import atomic_write_text
 from mtl_platform.errors import UserError
 
-from .plan import RUNS_DIR, _index_runs, _pick, plan_cells
+from .plan import RUNS_DIR, _index_runs, _pick, cell_text, plan_cells
 
 SWEEP_FILE = "sweep.json"
 
@@ -55,13 +55,14 @@ def _cores() -> int:
 
 
 # -- the sweep ---------------------------------------------------------------------------------
-def _record(config_path, grid, seeds, sets, cells, report=None) -> dict:
+def _record(config_path, grid, seeds, sets, extra, cells, report=None) -> dict:
     return {
         "config": str(config_path),
         "grid": grid,
+        "extra_cells": [cell_text(pairs) for pairs in extra],
         "seeds": seeds,
         "sets": list(sets),
-        "cells": [{k: c[k] for k in ("name", "overrides", "seed", "hash", "status", "run_dir", "error")}
+        "cells": [{k: c[k] for k in ("name", "overrides", "extra", "seed", "hash", "status", "run_dir", "error")}
                   for c in cells],
         "report": report,
     }
@@ -69,25 +70,27 @@ def _record(config_path, grid, seeds, sets, cells, report=None) -> dict:
 
 def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=None, sets: Iterable[str] = (),
               workers: int = 1, progress: bool = True, echo: Callable = print,
-              extra_plugins: Iterable = ()) -> dict:
+              extra_plugins: Iterable = (), extra: Iterable[list[tuple[str, str]]] = ()) -> dict:
     """Run (or finish) the sweep; return what ``OUT/sweep.json`` holds, plus ``failed`` (count).
 
-    ``out`` defaults to ``runs/sweeps/<config stem>``. ``extra_plugins`` (in-process plugin
+    ``extra``: the ``--cell``s (:func:`~mtl_platform.sweep.plan.parse_cells`), each one more
+    cell × seeds beside the grid's. ``out`` defaults to ``runs/sweeps/<config stem>``. ``extra_plugins`` (in-process plugin
     objects, e.g. hook recorders) need ``workers == 1``.
     """
     sets = list(sets)
     seeds = list(seeds or [])
+    extra = [list(pairs) for pairs in extra]
     extra_plugins = list(extra_plugins)
     if not isinstance(workers, int) or workers < 1:
         raise UserError(f"--workers {workers}: must be 1 or more")
     if extra_plugins and workers > 1:
         raise ValueError("extra_plugins need workers == 1 (plugin objects stay in this process)")
-    if not grid and not seeds:
-        raise UserError("mtl sweep: nothing to sweep; give --grid KEY=V1,V2 and/or --seeds")
+    if not grid and not seeds and not extra:
+        raise UserError("mtl sweep: nothing to sweep; give --grid KEY=V1,V2, --cell 'KEY=VALUE; ...' and/or --seeds")
     out = Path(out) if out is not None else Path("runs") / "sweeps" / Path(config_path).stem
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
-    cells = plan_cells(config_path, grid, seeds, out, sets)  # validates every cell: nothing written yet
+    cells = plan_cells(config_path, grid, seeds, out, sets, extra)  # validates every cell: nothing written yet
 
     try:
         (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
@@ -96,7 +99,7 @@ def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=Non
     sweep_path = out / SWEEP_FILE
 
     def save(report=None):
-        runs.write_json(sweep_path, _record(config_path, grid, seeds, sets, cells, report))
+        runs.write_json(sweep_path, _record(config_path, grid, seeds, sets, extra, cells, report))
 
     index = _index_runs(out / RUNS_DIR)
     jobs = []
@@ -163,7 +166,7 @@ def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=Non
     save(report_path)
     echo(f"sweep: {len(cells) - len(failed)} of {len(cells)} cells finished"
          + (f", {len(failed)} failed" if failed else "") + f"; {sweep_path}")
-    return dict(_record(config_path, grid, seeds, sets, cells, report_path), failed=len(failed))
+    return dict(_record(config_path, grid, seeds, sets, extra, cells, report_path), failed=len(failed))
 
 
 def _run_parallel(jobs: list[tuple[dict, dict]], workers: int, finish: Callable) -> None:
@@ -187,6 +190,23 @@ def _run_parallel(jobs: list[tuple[dict, dict]], workers: int, finish: Callable)
     pool.shutdown(wait=True)
 
 
+def label_extra_cells(rep: dict, done: list[dict]) -> None:
+    """Append ``[--cell ...]`` to the label of every report group made of ``--cell`` runs only.
+
+    A run's label comes from its resolved config (``architecture + weighting``, after the
+    domain's ``label_prefix``), so an extra cell that differs from another cell only in a key
+    the label leaves out (``domain.update``, ``optimizer.lr``) would read the same."""
+    texts = {str(c["run_dir"]): c["extra"] for c in done}
+    labels = {}
+    for group in rep["groups"]:
+        found = {texts.get(str(d)) for d in group["run_dirs"]}
+        if len(found) == 1 and None not in found:
+            group["label"] = labels[group["group"]] = f"{group['label']} [--cell {found.pop()}]"
+    for comparison in rep["comparisons"]:
+        comparison["label"] = labels.get(comparison["group"], comparison["label"])
+        comparison["baseline_label"] = labels.get(comparison["baseline_group"], comparison["baseline_label"])
+
+
 def _report(done: list[dict], out: Path, echo: Callable) -> str | None:
     """The aggregated report over the finished cells (seeds of one config grouped); its path."""
     from mtl_platform.report import FORMATS, build_report, grid_table, load_results, render_terminal, write_report
@@ -199,6 +219,7 @@ def _report(done: list[dict], out: Path, echo: Callable) -> str | None:
     except (ValueError, UserError) as exc:
         echo(f"sweep: no report: {exc}")
         return None
+    label_extra_cells(rep, done)
     echo(render_terminal(rep))
     paths = write_report(rep, out, FORMATS)
     table = grid_table(done, rep)
