@@ -135,6 +135,7 @@ class SDGDigits(SDGData):
     name = "digits"
     domains = DOMAINS
     source_domains = SOURCE_DOMAINS
+    default_backbone = "digits_convnet"
     aliases: dict[str, str] = {}
     num_classes = 10
     image_shape = (3, 32, 32)
