@@ -1,6 +1,6 @@
 """The Jacobians and helpers the tests of the seed gradient weightings share (GH, GH++, PCGrad,
 Domain Gradient Equilibrium, CAGrad: test_gh.py, test_gh_plus_plus.py, test_pcgrad.py,
-test_equilibrium.py, test_cagrad.py, test_weightings_seeds.py): the spec gradients.md §1.14
+test_equilibrium.py, test_cagrad.py, test_weighting_family_seeds.py): the spec gradients.md §1.14
 vectors and families of random Jacobians (m = 2..10, P = 20..50, float64)."""
 import torch
 

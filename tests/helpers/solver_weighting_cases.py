@@ -1,7 +1,7 @@
 """The Jacobian families, the brute-force min-norm reference and the tiny model that the tests of
 the solver weightings share (MGDA, Nash-MTL, UPGrad, IMTL-G, Aligned-MTL and their torch solvers:
 test_solvers.py, test_mgda.py, test_nash_mtl.py, test_upgrad.py, test_imtl.py,
-test_aligned_mtl.py, test_weightings_solvers.py)."""
+test_aligned_mtl.py, test_weighting_family_solvers.py)."""
 import itertools
 import math
 

@@ -1,6 +1,6 @@
 """The Jacobian families and task names the tests of the LibMTL staples share (RLW, GradNorm,
 GradVac, GradDrop, FAMO, DB-MTL: test_rlw.py, test_gradnorm.py, test_gradvac.py,
-test_graddrop.py, test_famo.py, test_db_mtl.py, test_weightings_staples.py)."""
+test_graddrop.py, test_famo.py, test_db_mtl.py, test_weighting_family_staples.py)."""
 import torch
 
 D = torch.float64
