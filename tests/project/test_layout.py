@@ -1,6 +1,8 @@
 """tests/ mirrors the code: tests of ``mtl_platform/X/`` live in ``tests/core/X/``, tests of
 ``plugins/X/`` in ``tests/plugins/X/``, checks of the repository as a whole in ``tests/project/``;
-shared fixtures in ``tests/conftest.py``, shared helpers in ``tests/helpers/``."""
+shared fixtures in ``tests/conftest.py``, shared helpers in ``tests/helpers/``. Under
+``tests/plugins/weightings/`` and ``tests/plugins/architectures/`` each module is named after
+the component it tests; the few that test several at once are listed in ``CROSS_CUTTING``."""
 from __future__ import annotations
 
 import ast
@@ -10,6 +12,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 MIRRORS = {"core": ROOT / "mtl_platform", "plugins": ROOT / "plugins"}
+
+
+# The modules of tests/plugins/<kind>s/ that test several components at once. Every other module
+# there is named after the one component it tests: test_<name>.py or test_<name>_<aspect>.py for a
+# registered <name>, or test_<module>.py for a private plugins/<kind>s/_<module>.py (_solvers.py).
+CROSS_CUTTING = {
+    "weightings": {
+        "test_weightings.py",                 # every loss weighting
+        "test_weighting_properties.py",       # every registered weighting
+        "test_weighting_references.py",       # the solver weightings against exact references
+        "test_weighting_numerics.py",         # numerical regressions across weightings
+        "test_weighting_family_seeds.py",     # GH, GH++, PCGrad, Equilibrium, CAGrad
+        "test_weighting_family_solvers.py",   # MGDA, Nash-MTL, UPGrad, IMTL-G, Aligned-MTL
+        "test_weighting_family_staples.py",   # RLW, GradNorm, GradVac, GradDrop, FAMO, DB-MTL
+    },
+    "architectures": {
+        "test_architectures.py",                         # every registered architecture
+        "test_architecture_family_cross_stitch_mtan.py",  # cross-stitch and MTAN
+        "test_architecture_family_moe.py",               # MMoE, CGC, PLE, DSelect-k
+        "test_dsmtl_guarantees.py",                      # DSMTL-IL's and DSMTL-JL's theorems
+    },
+}
 
 
 def python_files() -> list[Path]:
@@ -29,6 +53,45 @@ def misplaced(path: Path) -> str | None:
         mirrored = MIRRORS[rel.parts[0]].joinpath(*rel.parts[1:-1])
         return None if mirrored.is_dir() else f"no folder {mirrored.relative_to(ROOT)} to mirror"
     return "outside tests/core/, tests/plugins/ and tests/project/"
+
+
+def named_after_nothing(path: Path, components: set[str]) -> str | None:
+    """Why ``path``, a test module of tests/plugins/weightings/ or tests/plugins/architectures/,
+    is named after no component it may test (``components``: the registered names of its kind), or None."""
+    folder = path.parent.name
+    subject = path.stem.removeprefix("test_")
+    if path.name in CROSS_CUTTING[folder] or (ROOT / "plugins" / folder / f"_{subject}.py").is_file():
+        return None
+    if any(subject == name or subject.startswith(f"{name}_") for name in components):
+        return None
+    return (f"named after no registered {folder[:-1]}: one component's tests go in test_<name>.py, "
+            f"tests of several in a module listed in CROSS_CUTTING")
+
+
+def component_modules() -> list[tuple[Path, set[str]]]:
+    from mtl_platform import registry
+
+    reg, _ = registry.load(builtin_only=True)
+    return [(path, set(reg.names(folder[:-1]))) for folder in CROSS_CUTTING
+            for path in sorted((TESTS / "plugins" / folder).glob("test_*.py"))]
+
+
+def test_every_component_test_module_is_named_after_its_component():
+    wrong = {p.relative_to(ROOT).as_posix(): why for p, names in component_modules()
+             if (why := named_after_nothing(p, names))}
+    assert not wrong, wrong
+
+
+def test_the_naming_check_rejects_a_module_of_several_components():
+    weightings = TESTS / "plugins" / "weightings"
+    names = {"gh", "gh_plus_plus", "pcgrad"}
+    assert named_after_nothing(weightings / "test_gh.py", names) is None
+    assert named_after_nothing(weightings / "test_gh_bounds.py", names) is None
+    assert named_after_nothing(weightings / "test_solvers.py", names) is None       # plugins/weightings/_solvers.py
+    assert named_after_nothing(weightings / "test_weighting_properties.py", names) is None
+    assert named_after_nothing(weightings / "test_weightings_seeds.py", names).startswith("named after no registered weighting")
+    assert named_after_nothing(weightings / "test_pcgrad2.py", names) is not None
+    assert named_after_nothing(TESTS / "plugins" / "architectures" / "test_architectures_moe.py", {"mmoe"}) is not None
 
 
 def test_every_test_module_sits_in_the_mirrored_layout():

@@ -1,5 +1,5 @@
 """CoNAL-Pro (thesis §5.2.4, spec thesis.md §4): the round supernets, the one-module conflict
-rule, the assembly of the rounds' decisions into a tree, and the staged run with resume."""
+rule in the engine (the rule alone: test_conal_pro_conflict.py), the assembly of the rounds' decisions into a tree, and the staged run with resume."""
 import json
 
 import pytest
@@ -88,28 +88,6 @@ def test_alpha_ties_go_to_the_purely_specific_path_and_the_round_must_fit_the_en
     assert model.decide()["branch_points"] == {"task0": 1, "task1": 1}  # last round, α = 0: separate networks
     with pytest.raises(UserError, match="architecture.round"):
         ConalPro(["task0"], d.encoder_factory, d.head_factory, round=3)
-
-
-def block_grams(jac, sizes):
-    out, start = [], 0
-    for n in sizes:
-        out.append(jac[:, start:start + n] @ jac[:, start:start + n].T)
-        start += n
-    return torch.stack(out)
-
-
-def test_the_conflict_rule_looks_only_at_the_last_block():
-    rule = ConalProConflict(["a", "b"])
-    g = torch.randn(6, dtype=torch.float64)
-    conflicting = torch.stack([g, -g])
-    agreeing = torch.stack([g, 2 * g])
-    # a conflict in an earlier (trunk) block changes nothing; CoNAL's rule would zero from there on
-    jac = torch.cat([conflicting, agreeing], 1)
-    assert torch.equal(rule.weights(torch.ones(2), block_grams=block_grams(jac, [6, 6])), torch.ones(2, 2))
-    # a conflict in the last block zeroes that block only
-    jac = torch.cat([agreeing, conflicting], 1)
-    assert torch.equal(rule.weights(torch.ones(2), block_grams=block_grams(jac, [6, 6])),
-                       torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("sign", [-1.0, 1.0])

@@ -1,7 +1,9 @@
-"""GH's and GH++'s optional bounds (spec gradients.md §1.13 item 4; ``tau_max`` is ours): off,
-the weights are exactly the paper's; on, every τ_k lies inside the bound and every τ_k already
-inside is left bit for bit. Random and hard Gramians, m = 2..10, float32 and float64, gradient
-norms spread from 1e-6 to 1e6."""
+"""GH (spec gradients.md §1.14, Eq. 42): the spec vectors, the vector definition over random
+families, two tasks, scale invariance and permutation equivariance, conflict-free and zero
+gradients. And GH's and GH++'s optional bounds (spec gradients.md §1.13 item 4; ``tau_max`` is
+ours): off, the weights are exactly the paper's; on, every τ_k lies inside the bound and every
+τ_k already inside is left bit for bit. Random and hard Gramians, m = 2..10, float32 and
+float64, gradient norms spread from 1e-6 to 1e6."""
 import math
 
 import pytest
@@ -10,6 +12,8 @@ import torch
 from mtl_platform.errors import UserError
 from mtl_platform_plugins.weightings.gh import GH, harmonised_coefficients
 from mtl_platform_plugins.weightings.gh_plus_plus import GHPlusPlus
+
+from seed_weighting_cases import ATOL, D, FAMILIES, G1, G2, J2, TWO_TASK, run, t
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,3 +142,78 @@ def test_the_config_refuses_a_bound_below_one_in_one_line():
     with pytest.raises(UserError) as err:
         resolve({"domain": {"name": "synthetic_regression"}, "weighting": {"name": "gh", "tau_max": 0.5}}, reg)
     assert "weighting.tau_max" in str(err.value) and "expected finite float >= 1" in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# spec vectors, the vector definition and properties over random families (spec gradients.md §1.14)
+
+def test_gh_spec_vectors():
+    w, g = run(GH(["a", "b"]), J2)
+    assert torch.allclose(w, t(2.0, 1.5), atol=ATOL)
+    assert torch.allclose(g, t(0.5, 1.5), atol=ATOL)
+    rows = harmonised_coefficients(J2 @ J2.T) @ J2
+    assert torch.allclose(rows[0], t(0.5, 0.5), atol=ATOL)
+    assert torch.allclose(rows[1], t(0.0, 1.0), atol=ATOL)
+    assert abs(float(rows[0] @ G2)) < ATOL and abs(float(rows[1] @ G1)) < ATOL
+
+
+def gh_reference(j):
+    """Spec §1.14 with explicit vectors: Σ_i [g_i − Σ_{j≠i} δ(g_i·g_j<0) (g_i·g_j/‖g_j‖²) g_j]."""
+    total = torch.zeros(j.shape[1], dtype=j.dtype)
+    for i in range(j.shape[0]):
+        gi = j[i].clone()
+        for k in range(j.shape[0]):
+            dot = j[i] @ j[k]
+            if k != i and dot < 0:
+                gi = gi - dot / (j[k] @ j[k]) * j[k]
+        total = total + gi
+    return total
+
+
+def test_gh_matches_the_vector_definition_over_random_families():
+    for fam, j in FAMILIES:
+        _, g = run(GH(names(j.shape[0])), j)
+        ref = gh_reference(j)
+        assert torch.allclose(g, ref, rtol=1e-8, atol=1e-8 * ref.abs().max()), fam
+
+
+def test_gh_two_tasks_is_eq_42_and_conflict_free():
+    for fam, j in TWO_TASK:
+        w, g = run(GH(["a", "b"]), j)
+        d, n1, n2 = j[0] @ j[1], j[0] @ j[0], j[1] @ j[1]
+        conflict = float(d < 0)
+        assert torch.allclose(w, torch.stack([1 - conflict * d / n1, 1 - conflict * d / n2]), rtol=1e-10), fam
+        assert (w >= 1).all(), fam
+        scale = j.norm(dim=1).max() * g.norm()
+        assert float(g @ j[0]) >= -1e-10 * scale and float(g @ j[1]) >= -1e-10 * scale, fam
+        rows = harmonised_coefficients(j @ j.T) @ j          # obtuse → acute (spec §1.2 geometry)
+        assert float(rows[0] @ rows[1]) >= -1e-10 * float(rows.norm(dim=1).prod() + 1e-300), fam
+
+
+def test_gh_never_down_weights_is_scale_invariant_and_permutation_equivariant():
+    for fam, j in FAMILIES:
+        m = j.shape[0]
+        w, _ = run(GH(names(m)), j)
+        assert (w >= 1 - 1e-12).all(), fam
+        w_scaled, _ = run(GH(names(m)), 1e3 * j)
+        assert torch.allclose(w_scaled, w, rtol=1e-9), fam
+        perm = torch.randperm(m, generator=torch.Generator().manual_seed(m))
+        w_perm, _ = run(GH(names(m)), j[perm])
+        assert torch.allclose(w_perm, w[perm], rtol=1e-12), fam
+
+
+def test_gh_without_conflict_orthogonal_or_identical_is_the_plain_sum():
+    assert torch.equal(run(GH(names(3)), torch.eye(3, dtype=D))[0], torch.ones(3, dtype=D))  # orthogonal: strict δ
+    positive = torch.rand(4, 20, dtype=D)  # all inner products > 0
+    assert torch.equal(run(GH(names(4)), positive)[0], torch.ones(4, dtype=D))
+    common = torch.randn(1, 30, dtype=D).repeat(5, 1)
+    w, g = run(GH(names(5)), common)
+    assert torch.equal(w, torch.ones(5, dtype=D))  # τ = 1: the update is 5 × the common gradient
+    assert torch.allclose(g, 5 * common[0])
+
+
+def test_gh_zero_gradient_keeps_weight_one():
+    j = torch.randn(3, 20, dtype=D)
+    j[1] = 0
+    w, _ = run(GH(names(3)), j)
+    assert w[1] == 1 and torch.isfinite(w).all()
