@@ -15,11 +15,9 @@ from mtl_platform.contracts.weighting import working_dtype
 from mtl_platform_plugins.weightings._solvers import nonneg_qp, psd_gram, symmetric, tiny, working_gram
 from mtl_platform_plugins.weightings.upgrad import UPGrad
 
-from hard_jacobians import FAMILIES, hard_jacobian
+from solver_gramians import CASES, SIZES, bench_gram, count_factorisations
 
 F64 = torch.float64
-SIZES = (2, 3, 5, 8, 13, 21, 40)
-EXTRA = ("duplicated_rows", "rank_one", "zero_row_conflict", "conflict", "scaled_conflict")
 
 
 # -- the solver this one replaced, as it was (slow: a pseudo-inverse per step, 2m + 4 steps) ----------
@@ -68,38 +66,6 @@ def reference_nonneg_qp(q, c, iterations=None, tol=1e-12):
         passive = torch.where(full.unsqueeze(-1), passive, passive & ~dropped)
         settled = full
     return y * d
-
-
-# -- the Gramians -------------------------------------------------------------------------------------
-def extra_jacobian(kind, m, seed):
-    gen = torch.Generator().manual_seed(7919 * seed + 31 * m + EXTRA.index(kind))
-    j = torch.randn(m, 60, generator=gen, dtype=F64)
-    if kind == "duplicated_rows":        # the second half repeats the first
-        j[m // 2:] = j[: m - m // 2].clone()
-    elif kind == "rank_one":             # one direction, signed scales: opposite pairs, singular G
-        j = torch.randn(m, 1, generator=gen, dtype=F64) * j[:1]
-    elif kind == "zero_row_conflict":    # a zero gradient among conflicting ones
-        j = j - 0.9 * j.mean(0)
-        j[m // 3] = 0.0
-    elif kind == "conflict":             # mean pulled out: many negative inner products
-        j = j - 0.9 * j.mean(0)
-    elif kind == "scaled_conflict":      # the same, norms over 1e-3 … 1e3
-        j = (j - 0.9 * j.mean(0)) * 10 ** (6 * torch.rand(m, 1, generator=gen, dtype=F64) - 3)
-    return j
-
-
-def gramians():
-    """(label, Gramian): the hard families in float64 and float32, the extra ones in float64."""
-    for m in SIZES:
-        for kind in FAMILIES:
-            for dtype in (F64, torch.float32):
-                j = hard_jacobian(kind, m, dtype, seed=1)
-                yield f"{kind}-m{m}-{dtype}", j @ j.T
-        for kind in EXTRA:
-            yield f"{kind}-m{m}", extra_jacobian(kind, m, seed=1) @ extra_jacobian(kind, m, seed=1).T
-
-
-CASES = list(gramians())
 
 
 def test_there_are_enough_cases():
@@ -163,29 +129,9 @@ def test_the_update_equals_the_previous_solvers_large_m(label, gram):
 
 
 # -- cost: matrix factorisations per call -------------------------------------------------------------
-FACTORISATIONS = ("pinv", "eigh", "cholesky_ex", "cholesky", "solve", "lstsq", "inv", "inv_ex", "lu_factor")
-
-
 @pytest.fixture
 def factorisations(monkeypatch):
-    """Counts the calls to torch.linalg's factorising functions (each is one batched factorisation)."""
-    count = {"n": 0}
-    for name in FACTORISATIONS:
-        original = getattr(torch.linalg, name)
-
-        def counted(*args, _original=original, **kwargs):
-            count["n"] += 1
-            return _original(*args, **kwargs)
-        monkeypatch.setattr(torch.linalg, name, counted)
-    return count
-
-
-def bench_gram(m, seed=0):
-    """bench/solver_calls.py's Gramian: m random gradients of length 4,096, one near-opposite pair."""
-    gen = torch.Generator().manual_seed(seed)
-    jac = torch.randn(m, 4096, generator=gen, dtype=F64)
-    jac[-1] = -0.9 * jac[0] + 0.1 * jac[-1]
-    return jac @ jac.T
+    return count_factorisations(monkeypatch)
 
 
 def test_a_call_at_m40_takes_a_handful_of_factorisations(factorisations):
