@@ -1,10 +1,11 @@
 """The maths shared by the built-in weightings: small torch routines on task Gramians. Private
 to ``mtl_platform_plugins.weightings`` (the core never imports it).
 
-Every function is pure (tensors in, tensors out), runs on the device of its inputs, never
-reads a tensor value on the host (no ``.item()``, no Python branch on a tensor) and has a
-fixed iteration budget; convergence tests are per-problem masks evaluated on the device
-(a converged problem is frozen, the loop still runs its budget). They are sized for the
+Every function is pure (tensors in, tensors out), runs on the device of its inputs, has a
+fixed iteration budget and reads no tensor value on the host per step (no ``.item()``, no
+Python branch on a tensor); convergence tests are per-problem masks evaluated on the device
+(a converged problem is frozen). The active-set solvers (:func:`nonneg_qp`,
+:func:`min_norm_simplex`) also read one "all converged" flag every few steps and stop early. They are sized for the
 task dimension m (a handful to a few dozen tasks), not for the parameter dimension. The
 solvers compute in :func:`mtl_platform.contracts.weighting.working_dtype` (float64 where
 available).
@@ -25,7 +26,9 @@ Gramian helpers and coefficient rows (GH, GH++, PCGrad, equilibrium, CAGrad): a 
   same by Sener & Koltun's Frank–Wolfe (cheaper steps, approximate); :func:`simplex_kkt_gap`
   certifies an answer.
 - :func:`nonneg_qp`: ``min ½xᵀQx + cᵀx`` over ``x ≥ 0`` for a batch of linear terms, exactly
-  (Lawson–Hanson active set), used by UPGrad; :func:`nonneg_qp_residual` certifies it.
+  (a block-principal-pivoting guess, then Lawson–Hanson's active set), used by UPGrad;
+  :func:`nonneg_qp_residual` certifies it; :func:`psd_gram` removes a Gramian's negative
+  eigenvalues (rounding) first.
 - :func:`nash_bargaining`: α > 0 with ``Gα = 1/α`` (Nash-MTL), by damped Newton on a
   strictly convex function; :func:`bargaining_residual` certifies it.
 """
@@ -40,7 +43,7 @@ from mtl_platform.contracts.weighting import working_dtype
 
 __all__ = ["symmetric", "working_gram", "tiny", "scale_of", "other_tasks", "sequential_projection", "project_simplex",
            "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe", "simplex_kkt_gap", "nonneg_qp",
-           "nonneg_qp_residual", "nash_bargaining", "bargaining_objective", "bargaining_residual"]
+           "nonneg_qp_residual", "psd_gram", "nash_bargaining", "bargaining_objective", "bargaining_residual"]
 
 
 def symmetric(gram: Tensor) -> Tensor:
@@ -197,7 +200,7 @@ def _quad(gram: Tensor, w: Tensor) -> Tensor:
     return (w * (gram @ w.unsqueeze(-1)).squeeze(-1)).sum(-1)
 
 
-def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float) -> Tensor:
+def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float, check_every: int | None = 4) -> Tensor:
     """Wolfe's minimum-norm-point algorithm (Math. Programming 11, 1976), branch-free, batched.
 
     State: weights w and a flag "w is the affine minimiser on its support (corral)". A major
@@ -207,19 +210,23 @@ def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float) -> Tensor:
     dropped (flag cleared). Each step lowers wᵀGw or keeps w; it ends at the exact optimum
     after finitely many steps (in practice up to about twice the support size). A candidate
     that would raise wᵀGw (rounding in a degenerate system) is refused, and the next step
-    may add a vertex again.
+    may add a vertex again. The host reads one flag, "every problem is a corral with nothing to
+    add", after the first step and every ``check_every`` steps after it, and the loop stops
+    early if so (``check_every=None``: never, the whole budget is run).
     """
     dt = gram.dtype
     diag = torch.diagonal(gram, dim1=-2, dim2=-1)
     floor = 1e-30 * diag.amax(-1)
     inf = torch.full((), float("inf"), dtype=dt, device=gram.device)
     corral = torch.zeros(w.shape[:-1], dtype=torch.bool, device=w.device)
-    for _ in range(steps):
+    for step in range(steps):
         gw = (gram @ w.unsqueeze(-1)).squeeze(-1)
         f = (w * gw).sum(-1)
         s = gw.argmin(-1, keepdim=True)
         gap = f - gw.gather(-1, s).squeeze(-1)
         add = corral & (gap > tol * torch.maximum(f, floor))
+        if check_every and step % check_every == 1 % check_every and not bool((add | ~corral).any()):
+            break                                                  # the one host read, every few steps
         onehot = torch.zeros_like(w, dtype=torch.bool).scatter(-1, s, True)
         support = (w > 0) | (onehot & add.unsqueeze(-1))
         v = _affine_min_norm(gram, support, rtol=1e-13)
@@ -238,12 +245,15 @@ def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float) -> Tensor:
     return w
 
 
-def min_norm_simplex(gram: Tensor, iterations: int | None = None, tol: float = 1e-12) -> Tensor:
+def min_norm_simplex(gram: Tensor, iterations: int | None = None, tol: float = 1e-12,
+                     check_every: int | None = 4) -> Tensor:
     """Weights ``w`` on the simplex minimising ``wᵀGw``: ``d = Σ w_t g_t`` is the min-norm point of conv{g_t}.
 
     ``gram`` (..., m, m) is the Gramian ``G = J Jᵀ`` (a batch of problems is solved at once).
     Wolfe's exact active-set method (``_wolfe_steps``) from the barycentre ``w = 1/m`` (so
-    identical gradients keep equal weights), ``iterations`` steps (default 2m + 6; the worst
+    identical gradients keep equal weights), at most ``iterations`` steps, fewer when every
+    problem has converged (checked on the host after the first step and every
+    ``check_every`` steps; ``None``: never) (default 2m + 6; the worst
     cases measured on random, near-parallel, near-opposite, rank-2, mixed and 1e-3..1e3-scaled
     families needed 2, 5, 12 and 35 steps for m = 3, 5, 10, 20). Convergence test on the
     device: a problem whose Frank–Wolfe gap ``wᵀGw − min_i (Gw)_i`` is ≤ ``tol ·``
@@ -261,7 +271,7 @@ def min_norm_simplex(gram: Tensor, iterations: int | None = None, tol: float = 1
     if m == 2:
         gamma = min_norm_two(g[..., 0, 0], g[..., 0, 1], g[..., 1, 1])
         return torch.stack([gamma, 1 - gamma], -1).to(out_dtype)
-    w = _wolfe_steps(g, w, 2 * m + 6 if iterations is None else iterations, tol)
+    w = _wolfe_steps(g, w, 2 * m + 6 if iterations is None else iterations, tol, check_every)
     return w.to(out_dtype)
 
 
@@ -313,30 +323,82 @@ def nonneg_qp_residual(q: Tensor, c: Tensor, x: Tensor) -> Tensor:
     return torch.minimum(x, grad).abs().amax(-1)
 
 
-def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 1e-12) -> Tensor:
+def psd_gram(gram: Tensor) -> Tensor:
+    """``gram`` (m, m) without its negative eigenvalues, taken in the cosine scale (rounding, e.g. of float32 Gramians).
+
+    With ``D = diag(G)^{-1/2}`` (0 for a zero row), the cosine matrix ``K = DGD`` has a unit
+    diagonal, so its eigenvalues mean the same whatever the scale of each task; only K's
+    negative part is subtracted (``K − U min(Λ, 0) Uᵀ``, so a PSD ``G`` comes back unchanged up
+    to rounding) and the result is scaled back, ``D⁻¹ K⁺ D⁻¹``. One eigendecomposition.
+    """
+    diag = torch.diagonal(gram).clamp_min(0)
+    nonzero = diag > diag.amax() * 1e-30
+    d = torch.where(nonzero, diag.clamp_min(tiny(diag)).rsqrt(), torch.zeros_like(diag))
+    k = d.unsqueeze(-1) * gram * d.unsqueeze(-2)
+    evals, evecs = torch.linalg.eigh(k)
+    k = symmetric(k - (evecs * evals.clamp_max(0)) @ evecs.transpose(-1, -2))
+    back = torch.where(nonzero, diag.sqrt(), torch.zeros_like(diag))
+    return back.unsqueeze(-1) * k * back.unsqueeze(-2)
+
+
+def _restricted_solve(k: Tensor, b: Tensor, passive: Tensor, eye: Tensor) -> Tensor:
+    """z (..., m) minimising ``½ zᵀKz + bᵀz`` with z = 0 off ``passive``, for a PSD ``k`` with a unit diagonal.
+
+    ``(K_PP + δI) z_P = −b_P`` (δ = 1e-13) by a batched Cholesky factorisation, which cannot
+    fail (the matrix is positive definite), plus one step of iterative refinement with K_PP;
+    for a singular K_PP and a consistent system this is the minimum-norm solution up to a
+    relative O(δ/λ) in the directions of eigenvalue λ, where the gradient is exact to O(δ).
+    """
+    both = passive.unsqueeze(-1) & passive.unsqueeze(-2)
+    chol, _ = torch.linalg.cholesky_ex(torch.where(both, k + 1e-13 * eye, eye))
+    rhs = torch.where(passive, -b, torch.zeros_like(b))
+
+    def solve(r):
+        half = torch.linalg.solve_triangular(chol, r.unsqueeze(-1), upper=False)
+        return torch.linalg.solve_triangular(chol.transpose(-1, -2), half, upper=True).squeeze(-1)
+
+    z = solve(rhs)
+    return z + solve(torch.where(passive, rhs - z @ k, torch.zeros_like(z)))  # z is 0 off P: z K_PP = (zK)_P
+
+
+def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 1e-12,
+              guesses: int = 8, check_every: int | None = 4) -> Tensor:
     """``x ≥ 0`` minimising ``½ xᵀQx + cᵀx`` for each row of ``c`` (k, m); ``Q`` (m, m) PSD.
 
-    Lawson & Hanson's active-set method ("Solving Least Squares Problems", 1974, Ch. 23, the
-    NNLS algorithm, written for a quadratic objective), branch-free and batched over the k
-    problems, with ``iterations`` steps (default 2m + 4; the worst cases measured on the UPGrad
-    problems of random, near-parallel, near-opposite, rank-2, mixed and scaled families needed
-    2, 4, 9 and 19 steps for m = 3, 5, 10, 20):
+    Exact, batched over the k problems, in two phases, every linear solve by
+    :func:`_restricted_solve` (a batched Cholesky factorisation, no eigendecomposition):
 
     - the problem is first scaled by ``D = diag(Q)^{-1/2}`` (x = D y): a positive diagonal
-      scaling keeps the constraint, and the scaled quadratic form has a unit diagonal, so the
-      pseudo-inverse tolerance below means the same whatever the scale of each task;
-    - state: y (start 0) and a flag "y minimises the objective on its passive set P". When the
-      flag is set, the coordinate with the most negative gradient, if below
-      ``−tol · max|Dc|``, joins P (the flag then is the on-device convergence test: a problem
-      with nothing to add stays where it is);
-    - every step computes z, the minimiser on P (``Q_PP z_P = −c_P`` by a pseudo-inverse: the
-      minimum-norm solution where Q_PP is singular); if z_P > 0 then y = z (flag set), else y
+      scaling keeps the constraint, and the scaled quadratic form K has a unit diagonal, so the
+      ridge of the solves means the same whatever the scale of each task;
+    - a guess of the optimal support P: up to ``guesses`` full exchanges of block principal
+      pivoting (Kim & Park, "Fast nonnegative matrix factorization: an active-set-like method
+      and comparisons", SIAM J. Sci. Comput. 33, 2011, Alg. 2 without its backup rule), from
+      P = ∅: z minimises on P; every j ∈ P with z_j ≤ 0 leaves P and every j ∉ P with a
+      gradient below ``−tol · max|Dc|`` joins it. On the Gramian of ``bench/solver_calls.py``
+      (random gradients, a near-opposite pair) the whole call takes 2 to 4 solves at m = 8
+      and 40 (seeds 0–4); on the hard families at m = 40 a few exchanges leave Lawson–Hanson a few steps
+      where from P = ∅ it needs one per coordinate of the support;
+    - then Lawson & Hanson's active-set method ("Solving Least Squares Problems", 1974,
+      Ch. 23, the NNLS algorithm, written for a quadratic objective), which makes the answer
+      exact whatever the guess, with at most ``iterations`` steps (default 2m + 4; from P = ∅
+      the worst cases measured on random, near-parallel, near-opposite, rank-2, mixed and
+      scaled families needed 2, 4, 9 and 19 steps for m = 3, 5, 10, 20). It starts from
+      y = z where the guess has z_P > 0, else from y = 0 with that P (its first step drops
+      every z_j ≤ 0). State: y and a flag "y minimises the objective on P". When the flag is
+      set, the coordinate with the most negative gradient, if below the threshold, joins P;
+      every step computes z, the minimiser on P; if z_P > 0 then y = z (flag set), else y
       moves towards z until the first coordinate reaches 0, which leaves P (flag cleared).
+      Each step lowers the objective or keeps y.
 
-    Each step lowers the objective or keeps y; the method stops at the exact optimum after
-    finitely many steps (typically the size of the optimal support plus a few drops). Where
-    ``c`` lies in the range of Q (e.g. UPGrad, c = Q e_i) the restricted systems are consistent
-    even when Q is singular. A coordinate with ``Q_jj = 0`` is left at 0. The KKT residual is
+    The host reads one flag, "every problem has converged" (nothing wrong in the guess; flag
+    set and nothing to add), before the first exchange (so non-conflicting problems cost no
+    solve) and every second exchange after it, before the first Lawson–Hanson step and every
+    ``check_every`` steps after it, and the loop stops early if so: a handful of host
+    synchronisations per call, none per step (``check_every=None``:
+    none at all, every step of the budget is run). Where ``c`` lies in the
+    range of Q (UPGrad, c = Q e_i) the restricted systems are consistent even when Q is
+    singular. A coordinate with ``Q_jj = 0`` is left at 0. The KKT residual is
     :func:`nonneg_qp_residual`.
     """
     out_dtype = c.dtype
@@ -350,21 +412,35 @@ def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 
     d = torch.where(nonzero, diag.clamp_min(tiny(diag)).rsqrt(), torch.zeros_like(diag))
     k = d.unsqueeze(-1) * q * d.unsqueeze(-2)
     b = c * d
-    y = torch.zeros_like(b)
-    passive = torch.zeros_like(b, dtype=torch.bool)
-    settled = torch.ones(b.shape[:-1], dtype=torch.bool, device=b.device)
-    thresh = tol * b.abs().amax(-1)
+    thresh = tol * b.abs().amax(-1, keepdim=True)
     eye = torch.eye(m, dtype=dt, device=q.device)
     inf = torch.full((), float("inf"), dtype=dt, device=q.device)
-    for _ in range(steps):
+    # phase 1, a guess of the optimal support: block principal pivoting (Kim & Park, SIAM J. Sci.
+    # Comput. 33, 2011) with full exchanges, from the empty set: every coordinate of the passive
+    # set with z_j ≤ 0 leaves it and every other with a negative gradient joins it
+    passive = torch.zeros_like(b, dtype=torch.bool)
+    z = torch.zeros_like(b)
+    for guess in range(guesses):
+        wrong = (passive & (z <= 0)) | (~passive & nonzero & (z @ k + b < -thresh))
+        if check_every and guess % 2 == 0 and not bool(wrong.any()):  # one host read every 2 exchanges
+            if guess == 0:
+                return torch.zeros_like(c).to(out_dtype)          # x = 0 is optimal: no solve at all
+            break
+        passive = passive ^ wrong
+        z = _restricted_solve(k, b, passive, eye)
+    # phase 2, Lawson–Hanson from the guess where z_P > 0 (then y = z minimises on P), else from
+    # y = 0 with that passive set (the first step drops every z_j ≤ 0): exact whatever the guess
+    settled = ~(passive & (z <= 0)).any(-1)
+    y = torch.where(settled.unsqueeze(-1), z, torch.zeros_like(z))
+    for step in range(steps):
         grad = y @ k + b
         pull = torch.where(passive | ~nonzero, inf, grad)
         j = pull.argmin(-1, keepdim=True)
-        add = settled & (pull.gather(-1, j).squeeze(-1) < -thresh)
+        add = settled & (pull.gather(-1, j).squeeze(-1) < -thresh.squeeze(-1))
+        if check_every and step % check_every == 0 and not bool((add | ~settled).any()):
+            break                                                  # the one host read, every few steps
         passive = passive | (torch.zeros_like(passive).scatter(-1, j, True) & add.unsqueeze(-1))
-        act = passive.to(dt)
-        sys = act.unsqueeze(-1) * k * act.unsqueeze(-2) + eye * (1 - act).unsqueeze(-1)
-        z = _refined_pinv_solve(sys, -b * act, 1e-13) * act
+        z = _restricted_solve(k, b, passive, eye)
         blocked = passive & (z <= 0)
         full = ~blocked.any(-1)
         ratio = torch.where(blocked, y / (y - z).clamp_min(tiny(y)), inf)

@@ -33,7 +33,8 @@ class MGDA(Weighting):
       ``normalization: none`` both are the same.
     - ``solver``: ``active_set`` (default) — Wolfe's exact minimum-norm-point method
       (``_solvers.min_norm_simplex``), exact after at most about 1.75m
-      steps (closed form for m = 2); ``frank_wolfe`` — Sener & Koltun's Frank–Wolfe with exact
+      steps (closed form for m = 2), stopping as soon as it has converged (read on the host
+      every few steps); ``frank_wolfe`` — Sener & Koltun's Frank–Wolfe with exact
       line search (pairwise form), cheaper per step but only approximate on ill-conditioned
       Gramians. ``iterations`` is the step budget (null: 2m + 6 for ``active_set``, 250 for
       ``frank_wolfe``); ``tol`` the relative Frank–Wolfe-gap tolerance at which a solve is

@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._solvers import nonneg_qp, tiny, working_gram
+from ._solvers import nonneg_qp, psd_gram, tiny, working_gram
 
 
 class UPGrad(Weighting):
@@ -21,11 +21,16 @@ class UPGrad(Weighting):
     projection gives ``π_J(g_i) = Jᵀ(e_i + λ⁽ⁱ⁾)`` with
     ``λ⁽ⁱ⁾ = argmin_{λ ≥ 0} ½ λᵀGλ + λᵀG e_i``; equivalently ``v⁽ⁱ⁾ = e_i + λ⁽ⁱ⁾`` minimises
     ``vᵀGv`` over ``v ≥ e_i``. The returned task weights are ``w = (1/m) Σ_i v⁽ⁱ⁾``. The m
-    nonnegative QPs are solved together, exactly, by the batched Lawson–Hanson active-set
-    method of ``_solvers.nonneg_qp`` (float64 on the device;
-    ``iterations`` steps, null: 2m + 4; ``tol`` its relative stopping tolerance). The paper's
-    code uses quadprog with a small ridge (``reg_eps``) because quadprog needs a positive
-    definite G; this solver handles singular Gramians, so no ridge is added. The largest
+    nonnegative QPs are solved together, exactly, by ``_solvers.nonneg_qp`` (a block
+    principal pivoting guess of each support, then the batched Lawson–Hanson active-set
+    method, every solve a batched Cholesky factorisation; float64 on the device;
+    ``iterations`` active-set steps at most, null: 2m + 4; ``tol`` its relative stopping
+    tolerance), on G without its negative eigenvalues (``_solvers.psd_gram``: rounding, e.g.
+    of a float32 Gramian, can make G slightly indefinite; the projection is defined for a PSD
+    G). The paper's code uses quadprog with a small ridge (``reg_eps``) because quadprog
+    needs a positive definite G; this solver handles singular Gramians (its linear solves add
+    a 1e-13 ridge in the cosine scale and undo it by a refinement step), so the problem itself
+    gets no ridge. The largest
     violation of the cone constraints by the last solve, ``max_{i,j} max(0, −g_jᵀπ_J(g_i))``
     relative to ``max_j ‖g_j‖²`` (0 up to rounding), is kept in the non-persistent buffer
     ``residual``.
@@ -54,7 +59,8 @@ class UPGrad(Weighting):
             raise TypeError("upgrad needs the Gramian: call weights(losses, gram=G)")
         g = working_gram(gram)
         m = g.shape[0]
-        lam = nonneg_qp(g, g, self.iterations, self.tol)          # row i: λ⁽ⁱ⁾ for c = G e_i
+        psd = psd_gram(g)                                          # rounding's negative eigenvalues removed
+        lam = nonneg_qp(psd, psd, self.iterations, self.tol)      # row i: λ⁽ⁱ⁾ for c = G e_i
         v = torch.eye(m, dtype=g.dtype, device=g.device) + lam
         with torch.no_grad():
             scale = torch.diagonal(g).amax().clamp_min(tiny(g))
