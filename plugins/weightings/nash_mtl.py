@@ -32,7 +32,7 @@ class NashMTL(Weighting):
       matrix K = G/(‖g‖‖g‖ᵀ) + eps·I in β_t = α_t‖g_t‖, so the regulariser bends every task by
       the same relative amount, however different the gradient norms (a ridge relative to the
       *mean* ‖g_t‖² swamps the small tasks: at norms spread over 1e-3…1e3 it turned the update
-      by up to 70°, ``tests/plugins/weightings/test_weightings_solvers.py`` checks the direction against the exact
+      by up to 70°, ``tests/plugins/weightings/test_nash_mtl.py`` checks the direction against the exact
       solution). With some nonnegative combination of the gradients equal to 0 (exactly
       opposite gradients — Pareto stationarity) ``Gα = 1/α`` has no solution (α → ∞); the
       ridge makes one exist, with β of order eps^{-1/2}. A zero gradient takes no part: its
