@@ -23,7 +23,7 @@ from mtl_platform.config import apply_overrides, read_yaml, resolve
 from mtl_platform.experiment import build_experiment
 
 METHODS = {
-    "ERM (no augmentation)": ["domain.synthesis=none", "weighting.name=ew"],
+    "ERM (no augmentation)": ["domain.synthesis=plain", "weighting.name=ew"],
     "ERM + augmentation (ew)": ["weighting.name=ew"],
     "Agr-Sum": ["weighting.name=agr_sum"],
     "DGE, sum": ["weighting.name=equilibrium"],

@@ -96,7 +96,7 @@ class SDG(Domain):
     under ``mean`` in the results (not a task of Δp). Model selection uses only source data:
     ``val`` is a held-out part of the source (training-domain validation), reported as the
     task ``source``. Prediction averages the loss terms' logits (identical with HPS and a shared
-    head). The report's STL baseline is ERM: the same config with ``synthesis: none`` (plain
+    head). The report's STL baseline is ERM: the same config with ``synthesis: plain`` (plain
     source training), trained once and shared by every target.
 
     ``update: sum`` takes one optimizer step per batch with the weighting's combination;
@@ -110,7 +110,7 @@ class SDG(Domain):
         Param("data", dict, "digits", "the domains: digits (source mnist; targets uci, mnist_m, shift), pacs, vlcs, "
               "office_home, terra_incognita, domainnet, with source and targets", kind="sdg.data"),
         Param("synthesis", dict, "randaugment", "the loss terms: randaugment, rotation, brightness (K synthesised "
-              "domains of each batch), sources (the real source domains), none (ERM)", kind="sdg.synthesis"),
+              "domains of each batch), sources (the real source domains), plain (ERM: the batch itself)", kind="sdg.synthesis"),
         Param("update", str, "sum", "one optimizer step on the combined gradient (sum), or one per row of the "
               "weighting's sequence (sequential: DGE's paper form)", choices=UPDATES),
         Param("gradient_space", str, "all", "parameters the weighting combines: all trainable ones (the paper) or the "
@@ -142,7 +142,7 @@ class SDG(Domain):
     @staticmethod
     def stl_domain_config(section: dict) -> dict:
         """ERM, whatever the synthesis and update: plain source training, one run for every target."""
-        return dict(section, synthesis={"name": "none"}, update="sum", tasks=None)
+        return dict(section, synthesis={"name": "plain"}, update="sum", tasks=None)
 
     # -- tasks ------------------------------------------------------------------------------
     def build_tasks(self):

@@ -27,7 +27,7 @@ class AugmentingSynthesis(Synthesis):
         self.set_params(self.config, "domain.synthesis")
         if self.k < 2:
             raise UserError(f"domain.synthesis.k: got {self.k}, expected ≥ 2 (one synthesised domain "
-                            f"is ERM: use synthesis: none)")
+                            f"is ERM: use synthesis: plain)")
 
     def names(self, sources: list[str]) -> list[str]:
         return [f"aug{i}" for i in range(self.k)]

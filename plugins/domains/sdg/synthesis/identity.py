@@ -33,7 +33,7 @@ class Sources(_Identity):
 class NoSynthesis(_Identity):
     """ERM: the source batch itself, one loss term named ``source``."""
 
-    name = "none"
+    name = "plain"
 
     def names(self, sources: list[str]) -> list[str]:
         return ["source"]

@@ -169,7 +169,7 @@ def test_erm_is_the_stl_baseline_trained_once_for_every_target(tmp_path):
     assert set(baselines) == {"uci", "mnist_m", "shift"}
     assert len({b["hash"] for b in baselines.values()}) == 1
     erm = yaml.safe_load((Path(baselines["uci"]["path"]) / "config.yaml").read_text())
-    assert erm["domain"]["synthesis"]["name"] == "none" and erm["weighting"]["name"] == "ew"
+    assert erm["domain"]["synthesis"]["name"] == "plain" and erm["weighting"]["name"] == "ew"
     assert set(results["stl"]) == {"uci", "mnist_m", "shift"}
 
 

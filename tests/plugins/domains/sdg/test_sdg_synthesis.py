@@ -36,7 +36,7 @@ def batch(n: int = 8, c: int = 3, h: int = 32, w: int = 32) -> torch.Tensor:
 def test_register_adds_every_synthesis_under_its_sub_kind():
     registry = Registry()
     register(registry)
-    assert registry.names("sdg.synthesis") == ["brightness", "none", "randaugment", "rotation", "sources"]
+    assert registry.names("sdg.synthesis") == ["brightness", "plain", "randaugment", "rotation", "sources"]
     assert all(issubclass(c.cls, Synthesis) for c in registry.components("sdg.synthesis"))
 
 
@@ -45,7 +45,7 @@ def test_one_synthesised_domain_is_refused_with_a_pointer_to_erm(cls):
     with pytest.raises(UserError) as info:
         cls(k=1)
     assert str(info.value) == ("domain.synthesis.k: got 1, expected ≥ 2 (one synthesised domain is ERM: "
-                               "use synthesis: none)")
+                               "use synthesis: plain)")
     with pytest.raises(UserError, match="domain.synthesis.k"):
         cls(k=0)
     with pytest.raises(UserError, match="domain.synthesis.kk: unknown key"):
