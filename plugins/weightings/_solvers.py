@@ -4,8 +4,9 @@ to ``mtl_platform_plugins.weightings`` (the core never imports it).
 Every function is pure (tensors in, tensors out), runs on the device of its inputs, has a
 fixed iteration budget and reads no tensor value on the host per step (no ``.item()``, no
 Python branch on a tensor); convergence tests are per-problem masks evaluated on the device
-(a converged problem is frozen). The active-set solvers (:func:`nonneg_qp`,
-:func:`min_norm_simplex`) also read one "all converged" flag every few steps and stop early. They are sized for the
+(a converged problem is frozen). On the CPU the active-set solvers (:func:`nonneg_qp`,
+:func:`min_norm_simplex`) also read one "all converged" flag every few steps and stop early
+(:func:`host_checks`; on an accelerator they read nothing and run the whole budget). They are sized for the
 task dimension m (a handful to a few dozen tasks), not for the parameter dimension. The
 solvers compute in :func:`mtl_platform.contracts.weighting.working_dtype` (float64 where
 available).
@@ -200,7 +201,16 @@ def _quad(gram: Tensor, w: Tensor) -> Tensor:
     return (w * (gram @ w.unsqueeze(-1)).squeeze(-1)).sum(-1)
 
 
-def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float, check_every: int | None = 4) -> Tensor:
+def host_checks(like: Tensor, check_every: int | str | None) -> int | None:
+    """The solvers' early-stopping reads: ``"auto"`` checks every 4 steps where the tensors live
+    on the host (a read costs nothing there) and never on an accelerator, where every read would
+    synchronise the device (the whole fixed budget is run instead, as on every device before)."""
+    if check_every == "auto":
+        return 4 if like.device.type == "cpu" else None
+    return check_every
+
+
+def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float, check_every: int | str | None = "auto") -> Tensor:
     """Wolfe's minimum-norm-point algorithm (Math. Programming 11, 1976), branch-free, batched.
 
     State: weights w and a flag "w is the affine minimiser on its support (corral)". A major
@@ -214,6 +224,7 @@ def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float, check_every: i
     add", after the first step and every ``check_every`` steps after it, and the loop stops
     early if so (``check_every=None``: never, the whole budget is run).
     """
+    check_every = host_checks(gram, check_every)
     dt = gram.dtype
     diag = torch.diagonal(gram, dim1=-2, dim2=-1)
     floor = 1e-30 * diag.amax(-1)
@@ -246,7 +257,7 @@ def _wolfe_steps(gram: Tensor, w: Tensor, steps: int, tol: float, check_every: i
 
 
 def min_norm_simplex(gram: Tensor, iterations: int | None = None, tol: float = 1e-12,
-                     check_every: int | None = 4) -> Tensor:
+                     check_every: int | str | None = "auto") -> Tensor:
     """Weights ``w`` on the simplex minimising ``wᵀGw``: ``d = Σ w_t g_t`` is the min-norm point of conv{g_t}.
 
     ``gram`` (..., m, m) is the Gramian ``G = J Jᵀ`` (a batch of problems is solved at once).
@@ -362,7 +373,7 @@ def _restricted_solve(k: Tensor, b: Tensor, passive: Tensor, eye: Tensor) -> Ten
 
 
 def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 1e-12,
-              guesses: int = 8, check_every: int | None = 4) -> Tensor:
+              guesses: int = 8, check_every: int | str | None = "auto") -> Tensor:
     """``x ≥ 0`` minimising ``½ xᵀQx + cᵀx`` for each row of ``c`` (k, m); ``Q`` (m, m) PSD.
 
     Exact, batched over the k problems, in two phases, every linear solve by
@@ -401,6 +412,7 @@ def nonneg_qp(q: Tensor, c: Tensor, iterations: int | None = None, tol: float = 
     singular. A coordinate with ``Q_jj = 0`` is left at 0. The KKT residual is
     :func:`nonneg_qp_residual`.
     """
+    check_every = host_checks(c, check_every)
     out_dtype = c.dtype
     dt = working_dtype(c)
     q = symmetric(q.to(dt))

@@ -184,3 +184,14 @@ def test_the_solver_maths_lives_beside_the_weightings_and_the_core_never_imports
             assert f"import {banned}" not in source and not any(
                 line.lstrip().startswith("from ") and banned in line.split(" import ")[0]
                 for line in source.splitlines()), f"{path.relative_to(root)} imports {banned}"
+
+
+def test_solvers_read_the_host_only_where_the_tensors_live_there():
+    """Early stopping reads a flag on the host; on an accelerator that would synchronise the
+    device every few steps, so there the solvers run their whole budget without a read."""
+    from mtl_platform_plugins.weightings._solvers import host_checks
+
+    assert host_checks(torch.zeros(2), "auto") == 4
+    assert host_checks(torch.empty(2, device="meta"), "auto") is None
+    assert host_checks(torch.empty(2, device="meta"), 3) == 3
+    assert host_checks(torch.zeros(2), None) is None
