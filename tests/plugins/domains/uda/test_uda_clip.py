@@ -1,5 +1,5 @@
 """CLIP prompt learning, PGA's model (spec gradients.md §3.1), on a tiny random CLIP built here
-(``clip_fixture.py``): only the contexts train, the logits equal a hand computation from CLIP's
+(``tests/helpers/tiny_clip.py``): only the contexts train, the logits equal a hand computation from CLIP's
 own encoders, zero-shot pseudo-labels are thresholded as by hand, missing weights are one line,
 and a checkpoint holds the contexts only and restores the model."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 pytest.importorskip("transformers")
 
-from clip_fixture import write_tiny_clip  # noqa: E402
+from tiny_clip import write_tiny_clip  # noqa: E402
 
 from mtl_platform.errors import UserError  # noqa: E402
 from mtl_platform_plugins.architectures.hps import HPS  # noqa: E402
@@ -198,3 +198,77 @@ def test_checkpoint_holds_the_contexts_and_restores_the_model(clip_path, tmp_pat
     other.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))  # strict
     for task in TASKS:
         assert torch.equal(other(x)[task], model(x)[task])
+
+
+# ---- backbone: clip in the uda domain -----------------------------------------------------------
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def clip_config(tmp_path, clip_path, method="source_only"):
+    import yaml
+
+    config = {"domain": {"name": "uda", "data": {"name": "digits", "source": "mnist", "target": "uci",
+                                                 "train_per_domain": 32},
+                         "method": {"name": method}, "backbone": "clip", "clip_path": clip_path,
+                         "clip_shared_tokens": 2, "clip_domain_tokens": 2, "clip_input_normalisation": "half",
+                         "class_names": DIGITS, "iterations": 2, "batch_size": 4, "eval_batch_size": 64},
+              "architecture": "hps", "weighting": "ew", "optimizer": {"name": "adamw", "lr": 3.0e-3},
+              "train": {"epochs": 1, "seed": 0, "device": "cpu"}, "baselines": {"stl": False}}
+    path = tmp_path / "clip.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cli_missing_weights_exit_2_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cfg = clip_config(tmp_path, str(tmp_path / "no_clip_here"))
+    code = f"from mtl_platform.cli import main\nmain(['train', {str(cfg)!r}, '--no-progress'])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "MTL_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"mtl: error: domain.clip_path: no CLIP weights at {tmp_path / 'no_clip_here'}")
+    assert "save_pretrained" in line
+
+
+def test_uda_domain_trains_the_prompts_with_backbone_clip(tmp_path, clip_path, one_thread):
+    """A tiny source-only run (CoOp on the source) through the domain: the model is hps with the
+    prompt encoder and one prompt head, and only the contexts move."""
+    from mtl_platform import registry as registry_mod
+    from mtl_platform.config import resolve
+    from mtl_platform.experiment import build_experiment
+
+    import yaml
+
+    reg, _ = registry_mod.load()
+    exp = build_experiment(resolve(yaml.safe_load(clip_config(tmp_path, clip_path).read_text()), reg), reg)
+    model, domain = exp.model, exp.domain
+    assert [p.shape for p in model.shared_parameters() if p.requires_grad] == [torch.Size([2, 32])]
+    assert [p.shape for p in model.task_parameters("classification")] == [torch.Size([2, 32])]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    batch = next(iter(domain.loaders("train", epoch=0)))
+    loss = domain.losses(batch, model)["classification"]
+    loss.backward()
+    optimizer.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved == {"encoder.stages.0.shared_context", "heads.classification.context"}
+    metrics = domain.evaluate(model, "test")["classification"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_backbone_clip_refuses_an_alignment_head(tmp_path, clip_path):
+    from mtl_platform import registry as registry_mod
+    from mtl_platform.config import resolve
+    from mtl_platform.experiment import build_experiment
+
+    import yaml
+
+    reg, _ = registry_mod.load()
+    raw = yaml.safe_load(clip_config(tmp_path, clip_path, method="dann").read_text())
+    with pytest.raises(UserError, match="^domain.backbone: clip gives each task its domain's prompt .* method dann"):
+        build_experiment(resolve(raw, reg), reg)
