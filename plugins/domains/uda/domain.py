@@ -13,12 +13,13 @@ from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param
 
+from .clip.backbone import CLIP_PARAMS
 from .contract import UDAData
 from .methods.contract import UDAMethod
 from .streams import PairedStreams
 from .tasks import AlignmentTask, TargetClassification
 
-BACKBONES = ("lenet", "mcd_digits", "resnet50", "resnet101")
+BACKBONES = ("lenet", "mcd_digits", "resnet50", "resnet101", "clip")
 
 
 class Labelled(Dataset):
@@ -71,6 +72,7 @@ class UDA(Domain):
               "up (CDAN's code: 10,000)", bounds="[1, inf)"),
         Param("batch_size", int, 32, "source and target samples per training batch (each)", bounds="[1, inf)"),
         Param("eval_batch_size", int, 256, "batch size for evaluation", bounds="[1, inf)"),
+        *CLIP_PARAMS,
     )
 
     def __init__(self, seed: int = 0, **params):
@@ -206,6 +208,8 @@ class UDA(Domain):
         from .backbones import lenet_generator, mcd_digits_generator, resnet_generator
 
         c = self.config
+        if c["backbone"] == "clip":
+            return self.clip_backbone().encoder()
         channels, size, _ = self.data.image_shape
         digits = {"lenet": lenet_generator, "mcd_digits": mcd_digits_generator}
         if c["backbone"] in digits:
@@ -215,7 +219,22 @@ class UDA(Domain):
             return digits[c["backbone"]](channels, size)
         return resnet_generator(int(c["backbone"][len("resnet"):]), size, c["bottleneck"], c["pretrained"])
 
+    def clip_backbone(self):
+        """``backbone: clip``: PGA's prompt learner (``clip/``), its frozen CLIP read once per domain."""
+        if not hasattr(self, "_clip_backbone"):
+            from .clip.backbone import CLIPBackbone
+
+            self._clip_backbone = CLIPBackbone(self.config, self.data.num_classes,
+                                               getattr(self.data, "class_names", None))
+        return self._clip_backbone
+
     def head_factory(self, task):
+        if self.config["backbone"] == "clip":
+            if task == "alignment":
+                raise UserError(f"domain.backbone: clip gives each task its domain's prompt and has no feature "
+                                f"vector for method {self.method.name}'s alignment head; use source_only or a "
+                                "method whose tasks are domains (pseudo_label)")
+            return self.clip_backbone().head(task)
         features = self.encoder_factory().out_shape[0] if not hasattr(self, "_features") else self._features
         self._features = features
         if task == "classification":
