@@ -50,19 +50,20 @@ class Snapshot:
 
 @contextmanager
 def frozen_running_stats(model: nn.Module) -> Iterator[None]:
-    """Inside: no normalisation layer updates its running statistics (``running_mean``,
-    ``running_var``, ``num_batches_tracked`` stay as they are), while a layer in training mode
-    still normalises with the batch's statistics, as in the first pass. Done by switching
-    ``track_running_stats`` off for the duration (a training-mode ``_NormBase`` then passes no
-    running buffers to ``F.batch_norm``): nothing is copied."""
-    switched = [m for m in model.modules() if isinstance(m, _NormBase) and m.track_running_stats]
-    for m in switched:
-        m.track_running_stats = False
+    """Inside: forward passes as usual (a layer in training mode normalises with the batch's
+    statistics, as in the first pass); after: every normalisation layer's running statistics
+    (``running_mean``, ``running_var``, ``num_batches_tracked`` of BatchNorm, InstanceNorm, ...)
+    are back to what they were on entry, bit for bit, also when the block raises. Saved and
+    restored in place (small copies): switching ``track_running_stats`` off would not stop
+    InstanceNorm, which updates its buffers whenever it has them."""
+    saved = [(buf, buf.clone()) for m in model.modules() if isinstance(m, _NormBase)
+             for buf in m.buffers(recurse=False)]
     try:
         yield
     finally:
-        for m in switched:
-            m.track_running_stats = True
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def joint_norm(tensors: Sequence[Tensor]) -> Tensor:
