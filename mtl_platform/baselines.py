@@ -34,12 +34,14 @@ def cache_root() -> Path:
 def stl_config(config: dict, task: str, registry: Registry) -> dict:
     """The STL counterpart of ``config`` for ``task``: one task, the single-task model of
     ``baselines.stl_architecture`` trained with ``baselines.stl_weighting`` (null: the ones
-    the plugins declare, ``config.stl_sections``); everything else as in ``config``."""
+    the plugins declare, ``config.stl_sections``), with the ordinary update (no closure method:
+    PGA and MPGA need several tasks); everything else as in ``config``."""
     out = copy.deepcopy(config)
     out["domain"]["tasks"] = [task]
     out.update(stl_sections(config, registry))
     out["gradients"] = dict(out["gradients"], mode="param")
     out["baselines"] = {"stl": False}
+    out["closure"] = None  # like the weighting, the closure method is part of the multi-task method
     out["output"] = dict(out["output"], name=f"stl_{task}")
     return out
 

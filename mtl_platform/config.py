@@ -20,6 +20,9 @@ from .params import SEED_BOUNDS, Param, did_you_mean, resolve_params
 from .registry import Registry
 
 COMPONENT_SECTIONS = ("domain", "architecture", "weighting")
+# Component sections a config may leave null (the default): null means the ordinary behaviour.
+# ``closure``: a closure method (DESIGN.md §3.5: SAM, PGA, MPGA) replaces the ordinary update.
+OPTIONAL_SECTIONS = ("closure",)
 
 FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
     "gradients": (
@@ -93,7 +96,7 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
     ),
 }
 
-SECTIONS = COMPONENT_SECTIONS + tuple(FIXED_SECTIONS)
+SECTIONS = COMPONENT_SECTIONS + OPTIONAL_SECTIONS + tuple(FIXED_SECTIONS)
 REQUIRED_SECTIONS = ("domain",)
 # Keys whose component, when a config gives none, is the one a plugin declares
 # (``Registry.set_default``): the core names no component itself.
@@ -150,7 +153,7 @@ def apply_overrides(raw: dict, sets: Iterable[str]) -> tuple[dict, list[str]]:
         node = out
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if isinstance(child, str) and i == 0 and part in COMPONENT_SECTIONS:
+            if isinstance(child, str) and i == 0 and part in COMPONENT_SECTIONS + OPTIONAL_SECTIONS:
                 child = {"name": child}
             if child is None:
                 child = {}
@@ -269,6 +272,9 @@ def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
             # a searched architecture may bring its own default (CoNAL: RLW; DSMTL-AL: learned weights)
             given = registry.get("architecture", out["architecture"]["name"]).cls.default_weighting
         out[section] = _component(given, section, registry)
+    for section in OPTIONAL_SECTIONS:
+        given = raw.get(section)
+        out[section] = None if given is None else resolve_component(section, given, section, registry)
     for section, params in FIXED_SECTIONS.items():
         given = raw.get(section)
         if given is None:
@@ -291,6 +297,9 @@ def defining(config: dict) -> dict:
     for section, key in HASHED_WHEN_SET:
         if out.get(section, {}).get(key) is None:
             out.get(section, {}).pop(key, None)
+    for section in OPTIONAL_SECTIONS:  # null is the behaviour from before the section existed
+        if out.get(section, "absent") is None:
+            del out[section]
     return out
 
 
@@ -308,6 +317,10 @@ def config_hash(config: dict, *, without: Iterable[tuple[str, str]] = (), regist
         sub = {s: choices_of(registry.get(s, config[s]["name"]).params, config[s], registry)
                for s in COMPONENT_SECTIONS}
         origin.update({f"{s}.{k}": v for s, found in sub.items() for k, v in found.items()})
+        for s in OPTIONAL_SECTIONS:
+            if config.get(s) is not None:
+                c = registry.get(s, config[s]["name"])
+                origin[s] = f"{c.plugin}:{c.module}"
     text = json.dumps({"config": body, "version": __version__, "components": origin},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

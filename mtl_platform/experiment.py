@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .checkpoint import seed_everything
-from .contracts import Architecture, Domain, Weighting
+from .contracts import Architecture, ClosureMethod, Domain, Weighting
 from .errors import UserError
 from .gradients import GradientEngine
 from .optim import build_optimizer, build_scheduler
@@ -27,6 +27,8 @@ class Experiment:
     optimizers: list
     scheduler: object
     device: torch.device
+    #: the config's closure method (DESIGN.md §3.5), or None: the domain's own update protocol
+    closure: ClosureMethod | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,5 +98,23 @@ def build_experiment(config: dict, registry: Registry, domain: Domain | None = N
                                 groups)
     domain.check_optimizers([optimizer])
     domain.check_weighting(weighting)
+    closure = build_closure(config, registry, domain, weighting)
     scheduler = build_scheduler(config["scheduler"], optimizer, train["epochs"])
-    return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device)
+    return Experiment(config, domain, model, weighting, engine, [optimizer], scheduler, device, closure)
+
+
+def build_closure(config: dict, registry: Registry, domain: Domain, weighting: Weighting) -> ClosureMethod | None:
+    """The config's closure method (None when ``closure`` is null), checked against the domain's
+    update protocol, the weighting and the training settings: every refusal is one line, before
+    a run directory exists."""
+    section = config.get("closure")
+    if section is None:
+        return None
+    comp = registry.get("closure", section["name"], where="closure.name")
+    if config["train"]["accumulate"] != 1:
+        raise UserError(f"train.accumulate: got {config['train']['accumulate']}; closure {comp.name!r} evaluates "
+                        f"and steps on each batch by itself and cannot accumulate gradients (use 1)")
+    method = comp.cls(seed=config["train"]["seed"], **_kwargs(section))
+    domain.check_closure(method)
+    method.check(domain, weighting)
+    return method

@@ -14,7 +14,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def mtl_register(registry):
     """Add components: ``registry.add_weighting(cls)``, ``add_architecture``, ``add_domain``,
-    or ``registry.add(kind, cls)`` for a sub-kind (e.g. ``"uda.method"``)."""
+    ``add_closure``, or ``registry.add(kind, cls)`` for a sub-kind (e.g. ``"uda.method"``)."""
 
 
 @hookspec

@@ -40,6 +40,16 @@ def config_markdown() -> str:
     lines += [f"| `{key}` | `{declared[key][0]}` | {declared[key][1]} |" for key in DEFAULTED_KEYS if key in declared]
     lines += ["", "Every domain also takes:", ""]
     lines += _table(Domain.base_params) + [""]
+    lines += ["## `closure`", "",
+              "Null by default: the domain's ordinary update. A closure method (docs/concepts.md, \"Closure "
+              "methods\") re-evaluates the batch's losses at perturbed parameters and steps the base optimizer "
+              "itself; name one as `closure: sam` or `closure: {name: pga, radius: 0.001}` (on the command line "
+              "`--set closure.name=sam`). It is left out of run hashes while null. The built-in closure methods:", "",
+              "| name | parameters | what it is |", "|---|---|---|"]
+    for comp in registry.components("closure"):
+        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
+        lines.append(f"| `{comp.name}` | {params} | {comp.summary} |")
+    lines.append("")
     for section, params in FIXED_SECTIONS.items():
         lines += [f"## `{section}`", ""] + _table(params) + [""]
     return "\n".join(lines)

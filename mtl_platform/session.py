@@ -61,9 +61,11 @@ def prepare(config_path: str | Path | None = None, sets: Iterable[str] = (), dis
 
 
 def experiment_label(config: dict, domain=None) -> str:
-    """``architecture + weighting``, prefixed by what the domain says tells its runs apart
-    (``Domain.label_prefix``, e.g. UDA's method)."""
+    """``architecture + weighting`` (``+ closure`` when one is set), prefixed by what the domain
+    says tells its runs apart (``Domain.label_prefix``, e.g. UDA's method)."""
     label = f"{config['architecture']['name']} + {config['weighting']['name']}"
+    if config.get("closure") is not None:
+        label += f" + {config['closure']['name']}"
     prefix = domain.label_prefix() if domain is not None and hasattr(domain, "label_prefix") else ""
     return f"{prefix} · {label}" if prefix else label
 

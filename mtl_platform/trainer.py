@@ -41,7 +41,9 @@ class Run:
 
 
 class DomainProtocol:
-    """The ordinary update protocol: the domain's training batches and its ``train_step``.
+    """The ordinary update protocol: the domain's training batches and its ``train_step`` or,
+    when the config names a closure method, that method's step on the domain's loss closure
+    (DESIGN.md §3.5).
 
     A stage with another loop (a bi-level search) passes its own object with the same three
     methods: ``batches(epoch, start)``, ``step(batch)`` (returns the detached task losses) and
@@ -56,6 +58,8 @@ class DomainProtocol:
 
     def step(self, batch) -> dict:
         e = self.exp
+        if e.closure is not None:
+            return e.closure.step(e.domain.closure(batch, e.model), e.engine, e.optimizers)
         return e.domain.train_step(batch, e.model, e.engine, e.optimizers)
 
     def flush(self) -> None:

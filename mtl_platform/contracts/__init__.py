@@ -1,5 +1,6 @@
 """The base contracts every component implements (DESIGN.md §2, §3)."""
 from .architecture import Architecture
+from .closure import ClosureMethod, LossClosure
 from .component import Configurable
 from .domain import Domain
 from .encoder import StagedEncoder
@@ -7,5 +8,5 @@ from .step import StepOutput, task_weights
 from .task import Metric, Task
 from .weighting import Needs, Weighting
 
-__all__ = ["Architecture", "Configurable", "Domain", "Metric", "Needs", "StagedEncoder", "StepOutput", "Task", "Weighting",
-           "task_weights"]
+__all__ = ["Architecture", "ClosureMethod", "Configurable", "Domain", "LossClosure", "Metric", "Needs", "StagedEncoder",
+           "StepOutput", "Task", "Weighting", "task_weights"]

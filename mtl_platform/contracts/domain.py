@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 from ..batches import Batches, batch_indices, subset, to_device
 from ..errors import UserError
 from ..params import Param, did_you_mean
+from .closure import LossClosure
 from .component import Configurable
 from .step import StepOutput, detached, task_weights
 from .task import Task
@@ -127,6 +128,27 @@ class Domain(Configurable):
     def check_weighting(self, weighting) -> None:
         """Refuse (``UserError``) a weighting this domain's update protocol cannot apply (UDA's
         MCD with a gradient method over the generator). Called with ``check_optimizers``."""
+
+    def check_closure(self, method) -> None:
+        """Refuse (``UserError``) a closure method (the config's ``closure``) this domain's update
+        protocol cannot take. Called when the experiment is built, before a run directory exists.
+
+        With a closure method the trainer replaces ``train_step`` by
+        ``method.step(self.closure(batch, model), engine, optimizers)``. That is the default
+        protocol's update, so a domain that keeps the default ``train_step`` accepts every closure
+        method; one that overrides it (its own multi-step protocol) is refused here unless it
+        overrides this method to say which of its protocols take a closure (and, where its
+        gradient space is not the engine's default, returns it from ``closure`` as ``params``)."""
+        if type(self).train_step is not Domain.train_step:
+            raise UserError(f"closure: domain {self.name!r} has its own update protocol, which takes no closure "
+                            f"method; leave closure null (the ordinary update) with this domain")
+
+    def closure(self, batch, model: nn.Module) -> LossClosure:
+        """A closure re-evaluating ``losses(batch, model)`` at the current parameters with the random
+        draws of its first evaluation (``LossClosure``: the CPU and, on CUDA, the model's device's
+        RNG state are captured now and restored before every call)."""
+        device = next(model.parameters()).device
+        return LossClosure(lambda: self.losses(batch, model), device)
 
     # -- the update protocol --------------------------------------------------------------
     def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:

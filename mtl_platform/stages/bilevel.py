@@ -138,7 +138,9 @@ class BilevelSearch(Stage):
     optimizer (with the section's lr and weight decay), α its own optimizer; no learning-rate
     schedule; the last epoch's model is what derivation reads. ``weighting(ctx)`` names the
     θ step's weighting as a config section (CoNAL: its conflict rule), chosen by the
-    architecture that declares the stage.
+    architecture that declares the stage. A configured closure method (DESIGN.md §3.5) is not
+    applied here (the two bi-level steps are this stage's own protocol; it says so once): the
+    ordinary training stages that follow (retraining) use it.
     """
 
     def __init__(self, name: str = "search", section: str = "search", *, weighting: Callable[[StageContext], dict]):
@@ -153,6 +155,10 @@ class BilevelSearch(Stage):
         chosen = self.weighting(ctx)
         comp = ctx.registry.get("weighting", chosen["name"])
         config["weighting"] = resolve_params(comp.params, chosen, "weighting")
+        if config.get("closure") is not None:  # the search's own protocol; later ordinary stages use it
+            ctx.echo(f"{self.name}: the search steps without closure {config['closure']['name']!r}; the ordinary "
+                     f"training stages use it")
+            config["closure"] = None
         atomic_write_text(ctx.stage_dir / runs.CONFIG_FILE, dump(config))
         exp = build_experiment(config, ctx.registry, domain=ctx.domain)
         arch_ids = {id(p) for p in exp.model.architecture_parameters()}
