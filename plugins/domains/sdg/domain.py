@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from mtl_platform.batches import Batches, batch_indices, epoch_order, mix_seed, to_device
 from mtl_platform.contracts import Domain
+from mtl_platform.contracts.closure import LossClosure
 from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param
@@ -282,6 +283,17 @@ class SDG(Domain):
         if self.config["gradient_space"] == "all":
             return [p for p in model.parameters() if p.requires_grad]
         return None
+
+    def check_closure(self, method):
+        """A closure method (SAM, PGA, ...) replaces the summed update; the sequential one is
+        already several steps per batch and takes none."""
+        if self.config["update"] == "sequential":
+            raise UserError(f"closure: {method.name} replaces the summed update; domain.update: sequential "
+                            f"steps once per refined gradient and takes no closure method (use update: sum)")
+
+    def closure(self, batch, model):
+        device = next(model.parameters()).device
+        return LossClosure(lambda: self.losses(batch, model), device, params=self.gradient_params(model))
 
     def train_step(self, batch, model, engine, optimizers) -> StepOutput:
         losses = self.losses(batch, model)

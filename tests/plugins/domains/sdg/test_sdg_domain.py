@@ -196,3 +196,22 @@ def test_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, capsys, set
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err + out
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_sam_runs_over_the_domains_gradient_space_and_sequential_refuses_a_closure(tmp_path, capsys):
+    exp = experiment(["closure={name: sam, rho: 0.05}", "weighting=pcgrad"])
+    batch = to_device(first_batch(exp.domain), exp.device)
+    closure = exp.domain.closure(batch, exp.model)
+    assert [id(p) for p in closure.params] == [id(p) for p in exp.model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in exp.model.parameters()]
+    exp.closure.step(closure, exp.engine, exp.optimizers)
+    assert any(not torch.equal(a, b) for a, b in zip(before, exp.model.parameters()))
+    runs = tmp_path / "runs"
+    args = ["train", str(CONFIG), "--no-progress"]
+    for s in [*TINY, f"output.root={runs}", "closure=sam", "domain.update=sequential"]:
+        args += ["--set", s]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "sequential" in err
+    assert not runs.exists() or not any(runs.iterdir())
