@@ -61,8 +61,8 @@ class UDA(Domain):
         Param("method", dict, "dann", "the adaptation method: dann, cdan, mcd, mdd, dwl, source_only, or a plugin's",
               kind="uda.method"),
         Param("backbone", str, "lenet", "the generator's backbone", choices=BACKBONES),
-        Param("bottleneck", int, 256, "bottleneck width after a ResNet or the ViT (LeNet's features are 500-d)",
-              bounds="[1, inf)"),
+        Param("bottleneck", int, 256, "bottleneck width after a ResNet or the ViT, 0 for none (LeNet's features "
+              "are 500-d)", bounds="[0, inf)"),
         Param("pretrained", str, None, "ResNet weights: a local file or a torchvision weights name such as "
               "ResNet50_Weights.IMAGENET1K_V1; vit_b_16: a local file only (null: random init)", optional=True),
         section("vit", "the vit_b_16 backbone's size (defaults: ViT-B/16; smaller for tests)",

@@ -39,11 +39,15 @@ class PatchEmbedding(nn.Module):
 
 class ClassTokenBottleneck(nn.Module):
     """The final LayerNorm, the class token's features, then SSRT's bottleneck
-    fc-BatchNorm-ReLU-dropout(0.5), its fc drawn from N(0, 0.005²) with bias 0.1 as in SSRT's code."""
+    fc-BatchNorm-ReLU-dropout(0.5), its fc drawn from N(0, 0.005²) with bias 0.1 as in SSRT's code
+    (``bottleneck`` 0: none)."""
 
     def __init__(self, ln: nn.Module, width: int, bottleneck: int):
         super().__init__()
         self.ln = ln
+        if not bottleneck:  # 0: the class token's features alone
+            self.bottleneck = nn.Identity()
+            return
         self.bottleneck = nn.Sequential(nn.Linear(width, bottleneck), nn.BatchNorm1d(bottleneck), nn.ReLU(),
                                         nn.Dropout(0.5))
         nn.init.normal_(self.bottleneck[0].weight, 0.0, 0.005)
@@ -72,8 +76,9 @@ def vit_generator(channels: int, size: int, bottleneck: int, pretrained: str | N
         vit.conv_proj = nn.Conv2d(channels, width, kernel_size=patch, stride=patch)
     tokens = (size // patch) ** 2 + 1
     stages = [PatchEmbedding(vit), *vit.encoder.layers, ClassTokenBottleneck(vit.encoder.ln, width, bottleneck)]
-    shapes = [(tokens, width)] * (1 + layers) + [(bottleneck,)]
-    return StagedEncoder(stages, out_shape=(bottleneck,), stage_shapes=shapes)
+    out = bottleneck or width
+    shapes = [(tokens, width)] * (1 + layers) + [(out,)]
+    return StagedEncoder(stages, out_shape=(out,), stage_shapes=shapes)
 
 
 def load_vit_weights(vit: nn.Module, spec: str, channels: int) -> None:

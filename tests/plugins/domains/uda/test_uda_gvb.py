@@ -159,3 +159,12 @@ def test_every_weighting_trains_gvb_for_a_few_steps():
             assert all(torch.isfinite(v) for v in losses.values()), name
         assert any(not torch.equal(a, b) for a, b in zip(before, exp.model.encoder.parameters())), name
         assert REG.get("weighting", name).cls.needs in tuple(Needs)
+
+
+def test_bottleneck_zero_gives_the_pooled_resnet_features_as_gvbs_code():
+    from mtl_platform_plugins.domains.uda.backbones import resnet_generator
+
+    g = resnet_generator(50, 32, 0, None, width=8)
+    assert g.out_shape == (8 * 32,) and not any(isinstance(m, torch.nn.Linear) for m in g.stages[-1].modules())
+    assert g(torch.randn(2, 3, 32, 32)).shape == (2, 256)
+    assert resnet_generator(50, 32, 16, None, width=8).out_shape == (16,)
