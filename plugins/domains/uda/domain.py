@@ -154,8 +154,8 @@ class UDA(Domain):
         return self.method.losses(model, xs, ys, xt, progress, self.task_names)
 
     def parameter_groups(self, model):
-        """``head``: the ResNet bottleneck (the generator's last stage), the classifier and the
-        alignment head — CDAN's and GH's code train them at 10× the backbone's lr."""
+        """``head``: the ResNet's or ViT's bottleneck (the generator's last stage), the classifier
+        and the alignment head — CDAN's and GH's code train them at 10× the backbone's lr."""
         self._check(model)
         head = list(model.heads.parameters())
         if self.config["backbone"].startswith(("resnet", "vit")):
