@@ -11,12 +11,14 @@ def mtl_register(registry):
     from .methods.cdan import CDAN
     from .methods.dann import DANN
     from .methods.dwl import DWL
+    from .methods.gvb import GVB
     from .methods.mcd import MCD
     from .methods.mdd import MDD
     from .methods.source_only import SourceOnly
+    from .methods.ssrt import SSRT
 
     registry.add_domain(UDA)
     for family in (Digits, Office31, OfficeHome, VisDA2017, DomainNet):
         registry.add("uda.data", family)
-    for method in (DANN, CDAN, MCD, MDD, DWL, SourceOnly):
+    for method in (DANN, CDAN, MCD, MDD, DWL, GVB, SSRT, SourceOnly):
         registry.add("uda.method", method)

@@ -32,12 +32,16 @@ def mcd_digits_generator(channels: int, size: int) -> StagedEncoder:
 
 def resnet_generator(depth: int, size: int, bottleneck: int, pretrained: str | None, width: int = 64) -> StagedEncoder:
     """ResNet stages (stem, layer1…4; ImageNet weights from a file or a torchvision name), then
-    global average pooling and a bottleneck fc-BN-ReLU (CDAN's 256-d) as the last stage."""
+    global average pooling and a bottleneck fc-BN-ReLU (CDAN's 256-d) as the last stage;
+    ``bottleneck`` 0: the pooled features alone (GVB's code, ``use_bottleneck=False``)."""
     from mtl_platform_plugins.domains.dense.backbones import resnet_encoder
 
     trunk = resnet_encoder(depth, (size, size), width=width, output_stride=32, pretrained=pretrained,
                            where="domain.pretrained")
     channels = trunk.out_shape[0]
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, bottleneck),
-                         nn.BatchNorm1d(bottleneck), nn.ReLU())
-    return StagedEncoder([*trunk.stages, head], out_shape=(bottleneck,), stage_shapes=[*trunk.stage_shapes, (bottleneck,)])
+    if not bottleneck:
+        head, out = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
+    else:
+        head, out = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, bottleneck),
+                                  nn.BatchNorm1d(bottleneck), nn.ReLU()), bottleneck
+    return StagedEncoder([*trunk.stages, head], out_shape=(out,), stage_shapes=[*trunk.stage_shapes, (out,)])

@@ -11,7 +11,7 @@ from mtl_platform.batches import Batches, batch_indices, to_device
 from mtl_platform.contracts import Domain
 from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import Param, section
 
 from .clip.backbone import CLIP_PARAMS
 from .contract import UDAData
@@ -19,7 +19,7 @@ from .methods.contract import UDAMethod
 from .streams import PairedStreams
 from .tasks import AlignmentTask, TargetClassification
 
-BACKBONES = ("lenet", "mcd_digits", "resnet50", "resnet101", "clip")
+BACKBONES = ("lenet", "mcd_digits", "resnet50", "resnet101", "vit_b_16", "clip")
 
 
 class Labelled(Dataset):
@@ -62,10 +62,16 @@ class UDA(Domain):
         Param("method", dict, "dann", "the adaptation method: dann, cdan, mcd, mdd, dwl, source_only, or a plugin's",
               kind="uda.method"),
         Param("backbone", str, "lenet", "the generator's backbone", choices=BACKBONES),
-        Param("bottleneck", int, 256, "bottleneck width after a ResNet (LeNet's features are 500-d)",
-              bounds="[1, inf)"),
+        Param("bottleneck", int, 256, "bottleneck width after a ResNet or the ViT, 0 for none (LeNet's features "
+              "are 500-d)", bounds="[0, inf)"),
         Param("pretrained", str, None, "ResNet weights: a local file or a torchvision weights name such as "
-              "ResNet50_Weights.IMAGENET1K_V1 (null: random init)", optional=True),
+              "ResNet50_Weights.IMAGENET1K_V1; vit_b_16: a local file only (null: random init)", optional=True),
+        section("vit", "the vit_b_16 backbone's size (defaults: ViT-B/16; smaller for tests)",
+                Param("width", int, 768, "hidden size", bounds="[1, inf)"),
+                Param("layers", int, 12, "transformer blocks", bounds="[1, inf)"),
+                Param("heads", int, 12, "attention heads (must divide width)", bounds="[1, inf)"),
+                Param("mlp", int, 3072, "MLP hidden size", bounds="[1, inf)"),
+                Param("patch", int, 16, "patch side (must divide the image side)", bounds="[1, inf)")),
         Param("iterations", int, None, "training iterations per epoch (default: one pass over the source)",
               optional=True, bounds="[1, inf)"),
         Param("schedule_iterations", int, 10000, "iterations over which the gradient-reversal coefficient ramps "
@@ -150,11 +156,11 @@ class UDA(Domain):
         return self.method.losses(model, xs, ys, xt, progress, self.task_names)
 
     def parameter_groups(self, model):
-        """``head``: the ResNet bottleneck (the generator's last stage), the classifier and the
-        alignment head — CDAN's and GH's code train them at 10× the backbone's lr."""
+        """``head``: the ResNet's or ViT's bottleneck (the generator's last stage), the classifier
+        and the alignment head — CDAN's and GH's code train them at 10× the backbone's lr."""
         self._check(model)
         head = list(model.heads.parameters())
-        if self.config["backbone"].startswith("resnet"):
+        if self.config["backbone"].startswith(("resnet", "vit")):
             head += list(model.encoder.stages[-1].parameters())
         return {"head": head}
 
@@ -217,6 +223,10 @@ class UDA(Domain):
                 raise UserError(f"domain.pretrained: {c['backbone']} has no pretrained weights; "
                                 "use backbone resnet50/resnet101")
             return digits[c["backbone"]](channels, size)
+        if c["backbone"] == "vit_b_16":
+            from .vit import vit_generator
+
+            return vit_generator(channels, size, c["bottleneck"], c["pretrained"], **c["vit"])
         return resnet_generator(int(c["backbone"][len("resnet"):]), size, c["bottleneck"], c["pretrained"])
 
     def clip_backbone(self):

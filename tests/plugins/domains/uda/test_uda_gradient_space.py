@@ -16,10 +16,14 @@ from test_uda import CONFIG, TINY, experiment, first_batch, quiet
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPEC_DEFAULTS = {"dann": "base_network", "cdan": "base_network", "mdd": "base_network",
-                 "mcd": "generator", "dwl": "generator"}
+                 "mcd": "generator", "dwl": "generator", "gvb": "base_network", "ssrt": "base_network"}
 QUICK = {"dwl": ["domain.method.source_steps=1", "domain.method.generator_steps=2",
                  "domain.method.pseudo_label_steps=0"],
-         "mcd": ["domain.method.num_k=1"]}
+         "mcd": ["domain.method.num_k=1"],
+         # SSRT on a tiny ViT (test_uda_ssrt.py), r = 1 from the first step so L_sr is in the alignment task
+         "ssrt": ["domain.backbone=vit_b_16", "domain.vit.width=32", "domain.vit.layers=2", "domain.vit.heads=2",
+                  "domain.vit.mlp=64", "domain.vit.patch=7", "domain.bottleneck=32",
+                  "domain.method.sr_layers=[-1,0,1]", "domain.method.safe_training=false"]}
 
 
 def expected_space(model, space):

@@ -20,6 +20,8 @@ def test_every_dataset_and_method_of_the_paper_has_a_config():
     names = {p.stem for p in CONFIGS}
     for data in ("office31", "office_home", "visda", "domainnet"):
         assert {f"{data}_cdan", f"{data}_mcd"} <= names
+    for data in ("office31", "office_home", "visda"):
+        assert {f"{data}_gvb", f"{data}_ssrt"} <= names
     assert {"digits_cdan", "digits_mcd", "digits_dwl"} <= names
 
 
@@ -35,15 +37,22 @@ def test_paper_config_trains_one_step_on_fixture_data(path, trees, digits_root, 
         sets += ["domain.data.image_size=32", "domain.data.resize=36"]
     if method == "dwl":
         sets += ["domain.method.source_steps=1", "domain.method.generator_steps=1"]
+    if raw["domain"]["backbone"] == "vit_b_16":  # ViT-B/16 in miniature: 32-px images, 4 patches, 2 blocks
+        sets += ["domain.vit.width=32", "domain.vit.layers=2", "domain.vit.heads=2", "domain.vit.mlp=64",
+                 "domain.bottleneck=16", "domain.method.sr_layers=[0,1]"]
     reg, _ = registry_mod.load()
     cfg = resolve(apply_overrides(raw, sets)[0], reg)
     # the paper's optimisation survives resolution
     assert cfg["optimizer"]["lr"] == raw["optimizer"]["lr"]
-    if method == "cdan" and family != "digits":
+    inv = method in ("cdan", "gvb", "ssrt") and family != "digits"
+    if inv:
         assert cfg["optimizer"]["lr_mult"] == {"head": 10} and cfg["optimizer"]["nesterov"]
         assert cfg["scheduler"]["name"] == "inv" and cfg["domain"]["batch_size"] == 2
+    if method in ("gvb", "ssrt"):
+        kept = {k: v for k, v in raw["domain"]["method"].items() if k not in ("hidden", "sr_layers")}
+        assert {k: cfg["domain"]["method"][k] for k in kept} == kept  # the authors' settings survive resolution
     exp = build_experiment(cfg, reg)
-    if method == "cdan" and family != "digits":
+    if inv:
         lrs = sorted({g["lr"] for opt in exp.optimizers for g in opt.param_groups})
         assert lrs == pytest.approx([raw["optimizer"]["lr"], 10 * raw["optimizer"]["lr"]])
     before = [p.detach().clone() for p in exp.model.encoder.parameters()]
