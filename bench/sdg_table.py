@@ -32,7 +32,7 @@ def method_of(cell: dict) -> str:
 def main(sweep: Path) -> None:
     cells = [c for c in json.loads((sweep / "sweep.json").read_text())["cells"] if c["status"] == "done"]
     runs: dict[str, list[dict]] = defaultdict(list)
-    erm: dict[str, dict] = {}
+    erm: dict[int, dict] = {}  # seed -> the ERM results (one per seed, whichever cache entry holds it)
     targets: list[str] = []
     for cell in cells:
         run = Path(cell["run_dir"])
@@ -40,8 +40,12 @@ def main(sweep: Path) -> None:
         targets = [t for t in results["spec"]]
         runs[method_of(cell)].append(results)
         for entry in json.loads((run / "baselines.json").read_text()).values():
-            erm.setdefault(entry["hash"], json.loads((Path(entry["path"]) / "results.json").read_text()))
-    rows = {"ERM (STL baseline)": list(erm.values()), **runs}
+            found = json.loads((Path(entry["path"]) / "results.json").read_text())
+            seed = found["seed"]
+            if seed in erm and erm[seed]["test"] != found["test"]:  # two cached ERM runs of one seed
+                raise SystemExit(f"ERM seed {seed}: two cached baselines disagree ({entry['path']})")
+            erm.setdefault(seed, found)
+    rows = {"ERM (STL baseline)": [erm[s] for s in sorted(erm)], **runs}
 
     def accuracy(results: dict, task: str) -> float:
         return results["test"][task]["accuracy"]
