@@ -13,6 +13,7 @@ def mtl_register(registry):
     from .methods.dwl import DWL
     from .methods.mcd import MCD
     from .methods.mdd import MDD
+    from .methods.pseudo_label import PseudoLabel
     from .methods.source_only import SourceOnly
 
     registry.add_domain(UDA)
@@ -20,3 +21,4 @@ def mtl_register(registry):
         registry.add("uda.data", family)
     for method in (DANN, CDAN, MCD, MDD, DWL, SourceOnly):
         registry.add("uda.method", method)
+    registry.add("uda.method", PseudoLabel)
