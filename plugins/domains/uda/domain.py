@@ -286,8 +286,12 @@ class UDA(Domain):
         return resnet_generator(int(c["backbone"][len("resnet"):]), size, c["bottleneck"], c["pretrained"])
 
     def head_factory(self, task):
-        features = self.encoder_factory().out_shape[0] if not hasattr(self, "_features") else self._features
-        self._features = features
+        if not hasattr(self, "_features"):
+            probe = self.encoder_factory()
+            if hasattr(self.method, "check_encoder"):  # refused before any run directory exists
+                self.method.check_encoder(probe)
+            self._features = probe.out_shape[0]
+        features = self._features
         if self.method_terms() is not None:
             return self.method.task_head(task, features, self.data.num_classes)
         if task == "classification":

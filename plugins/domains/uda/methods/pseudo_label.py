@@ -14,13 +14,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_platform.errors import UserError
-from mtl_platform.params import Param
+from mtl_platform.params import Param, resolve_params
 
 from ..streams import gather
 from .contract import UDAMethod
 
 TARGET = "target"
 SOURCE = "source"
+NO_LABELLER = ("domain.method.pseudo_labels: offline needs a pseudo-labeller, and the generator {} has none "
+               "(a CLIP backbone's zero-shot classifier provides one); use pseudo_labels: online")
 
 
 def confident_cross_entropy(logits: Tensor, labels: Tensor, confidence: Tensor, threshold: float) -> Tensor:
@@ -64,7 +66,8 @@ class PseudoLabel(UDAMethod):
       ``pseudo_labeller(model, x_t)`` → class probabilities (B, K), in eval mode without
       gradients, and kept in the target head's buffers. The default hook asks the generator:
       ``model.encoder.pseudo_labeller(x_t)`` (a CLIP backbone's zero-shot classifier); a plugin
-      may subclass and override ``pseudo_labeller``. Without one the run is refused.
+      may instead subclass and override ``pseudo_labeller(model, x_t)`` (or assign it). With
+      neither the run is refused while the model is built.
 
     Prediction (spec §3.5 "Inference"): the target head's logits (``predict: target``) or the
     log of the mean of the target and source heads' softmaxes (``ensemble``).
@@ -85,7 +88,7 @@ class PseudoLabel(UDAMethod):
     target_size: int | None = None  # the target's training images (set by the domain before the heads are built)
 
     def __init__(self, seed: int = 0, **params):
-        super().__init__(seed, **params)
+        super().__init__(seed, **resolve_params(self.declared_params(), params, "domain.method"))
         self._batch: tuple | None = None  # (x_t, labels, confidence) of the batch last labelled online
         self._offline_checked = False
 
@@ -137,10 +140,14 @@ class PseudoLabel(UDAMethod):
         zero-shot model plugs into. Default: the generator's own ``pseudo_labeller(x_t)``."""
         labeller = getattr(model.encoder, "pseudo_labeller", None)
         if labeller is None:
-            raise UserError(f"domain.method.pseudo_labels: offline needs a pseudo-labeller; the generator "
-                            f"{type(model.encoder).__name__} has none (a CLIP backbone's zero-shot classifier "
-                            "provides one): use pseudo_labels: online")
+            raise UserError(NO_LABELLER.format(type(model.encoder).__name__))
         return labeller(xt)
+
+    def check_encoder(self, encoder: nn.Module) -> None:
+        """Offline with the default hook needs a generator that labels (refused while the model is built)."""
+        if self.needs_target_index and type(self).pseudo_labeller is DEFAULT_LABELLER \
+                and not hasattr(encoder, "pseudo_labeller"):
+            raise UserError(NO_LABELLER.format(type(encoder).__name__))
 
     def before_step(self, model: nn.Module, target) -> None:
         """Offline: label every target training image once, before the first update (a resumed
@@ -175,3 +182,6 @@ class PseudoLabel(UDAMethod):
             return model.heads[TARGET](f)
         probs = torch.stack([head(f).softmax(1) for head in model.heads.values()]).mean(0)
         return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+DEFAULT_LABELLER = PseudoLabel.pseudo_labeller  # the generator's hook; anything else is a plugin's own labeller
