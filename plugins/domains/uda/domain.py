@@ -40,14 +40,14 @@ class Labelled(Dataset):
 class UDA(Domain):
     """A labelled source and an unlabelled target (``data``: a ``uda.data`` family with its
     ``source`` and ``target``), adapted by ``method`` (a ``uda.method``: ``dann``, ``cdan``,
-    ``mcd``, ``mdd``, ``dwl``, ``source_only``, or a plugin's). The loss terms are ``[alignment, classification]`` — the
-    GH paper's L1 and L2 (spec gradients.md §1.7), in that order, so GH++ up-weights the
-    alignment unless its ``priority`` says otherwise — and any weighting harmonises them over
-    the method's gradient space (its ``gradient_space``: the generator G, ``hps``'s shared
-    encoder, or the base network G + classifier; never the discriminator), which every call of
-    the engine receives, in the default protocol and in the methods' own steps. Only target
-    classification is evaluated: ``test`` is the target's test data, ``val`` the source's (no
-    target label is used for selection).
+    ``mcd``, ``mdd``, ``dwl``, ``pseudo_label``, ``source_only``, or a plugin's). The loss terms
+    are ``[alignment, classification]`` — the GH paper's L1 and L2 (spec gradients.md §1.7), in
+    that order, so GH++ up-weights the alignment unless its ``priority`` says otherwise — and any
+    weighting harmonises them over the method's gradient space (its ``gradient_space``: the
+    generator G, ``hps``'s shared encoder, or the base network G + classifier; never the
+    discriminator), which every call of the engine receives, in the default protocol and in the
+    methods' own steps. Only target classification is evaluated: ``test`` is the target's test
+    data, ``val`` the source's (no target label is used for selection).
 
     Training batches pair ``batch_size`` source and target samples from two endless streams,
     ``iterations`` per epoch (default: one pass over the source). The methods' schedules
@@ -69,8 +69,8 @@ class UDA(Domain):
     params = (
         Param("data", dict, "digits", "the domains: digits (mnist, usps, svhn, uci), office31, office_home, visda, "
               "domainnet, with source and target", kind="uda.data"),
-        Param("method", dict, "dann", "the adaptation method: dann, cdan, mcd, mdd, dwl, source_only, or a plugin's",
-              kind="uda.method"),
+        Param("method", dict, "dann", "the adaptation method: dann, cdan, mcd, mdd, dwl, pseudo_label, source_only, "
+              "or a plugin's", kind="uda.method"),
         Param("backbone", str, "lenet", "the generator's backbone", choices=BACKBONES),
         Param("bottleneck", int, 256, "bottleneck width after a ResNet (LeNet's features are 500-d)",
               bounds="[1, inf)"),

@@ -48,7 +48,8 @@ class Blocks(UDAData):
     domains = ("a", "b", "c", "ab")
     num_classes = 3
     image_shape = (1, 28, 28)
-    params = (Param("source", str, "a", "source", choices=domains), Param("target", str, "c", "target", choices=domains))
+    params = (Param("source", str, "a", "source", choices=domains),
+              Param("target", str, "c", "target", choices=domains))
 
     def __init__(self, seed=0, **params):
         params = resolve_params(self.declared_params(), params, "domain.data")
@@ -161,7 +162,8 @@ def test_bad_source_lists_are_one_line_errors(source, target, message):
 
 def test_a_single_source_stays_a_string_and_a_list_stays_a_list():
     assert Blocks(source="a").config["source"] == "a"
-    assert Blocks(source=["b", "a"]).config["source"] == ["b", "a"] and Blocks(source=["b", "a"]).sources() == ["b", "a"]
+    both = Blocks(source=["b", "a"])
+    assert both.config["source"] == ["b", "a"] and both.sources() == ["b", "a"]
 
 
 @pytest.mark.parametrize("sets, message", [
