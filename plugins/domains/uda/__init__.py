@@ -14,6 +14,7 @@ def mtl_register(registry):
     from .methods.gvb import GVB
     from .methods.mcd import MCD
     from .methods.mdd import MDD
+    from .methods.pseudo_label import PseudoLabel
     from .methods.source_only import SourceOnly
     from .methods.ssrt import SSRT
 
@@ -22,3 +23,4 @@ def mtl_register(registry):
         registry.add("uda.data", family)
     for method in (DANN, CDAN, MCD, MDD, DWL, GVB, SSRT, SourceOnly):
         registry.add("uda.method", method)
+    registry.add("uda.method", PseudoLabel)
