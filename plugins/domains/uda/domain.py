@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from mtl_platform.batches import Batches, batch_indices, to_device
 from mtl_platform.contracts import Domain
+from mtl_platform.contracts.closure import LossClosure
 from mtl_platform.contracts.step import StepOutput, detached, task_weights
 from mtl_platform.errors import UserError
 from mtl_platform.params import Param, section
@@ -241,6 +242,19 @@ class UDA(Domain):
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         return None if [id(p) for p in space] == [id(p) for p in shared] else space
 
+    def check_closure(self, method):
+        """A closure method (SAM, PGA, MPGA) takes the place of the default protocol: every method
+        whose update is one engine backward over its gradient space (DANN, CDAN, MDD, GVB, SSRT,
+        pseudo_label, source only) takes one; MCD's and DWL's own multi-step protocols do not."""
+        if self.adapting and hasattr(self.method, "train_step"):
+            raise UserError(f"closure: {method.name} replaces the ordinary update; method {self.method.name!r} has "
+                            f"its own multi-step protocol, which takes no closure method (leave closure null)")
+
+    def closure(self, batch, model):
+        device = next(model.parameters()).device
+        params = self.engine_params(model) if self.adapting else None
+        return LossClosure(lambda: self.losses(batch, model), device, params=params)
+
     def train_step(self, batch, model, engine, optimizers):
         """The default protocol over the method's gradient space, or the method's own (MCD's
         steps A, B, C), which passes its gradient space itself."""
@@ -285,7 +299,11 @@ class UDA(Domain):
 
         c = self.config
         if c["backbone"] == "clip":
-            return self.clip_backbone().encoder()
+            encoder = self.clip_backbone().encoder()
+            # the zero-shot classifier is the generator's pseudo-labeller (pseudo_label's hook):
+            # "A photo of a {class}." with the frozen CLIP (spec gradients.md §3.1)
+            encoder.pseudo_labeller = self.clip_backbone().zero_shot().probabilities
+            return encoder
         channels, size, _ = self.data.image_shape
         digits = {"lenet": lenet_generator, "mcd_digits": mcd_digits_generator}
         if c["backbone"] in digits:

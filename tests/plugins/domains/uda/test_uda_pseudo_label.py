@@ -204,3 +204,40 @@ def test_check_encoder_accepts_a_generator_that_labels():
     model = Tiny()
     model.encoder = Labeller()
     assert torch.equal(method.pseudo_labeller(model, torch.zeros(3, 2)), torch.full((3, 2), 0.5))
+
+
+def test_pga_takes_the_pseudo_label_objective_and_mcd_refuses_a_closure(tmp_path, capsys):
+    """The closure seam in UDA: PGA's perturbed passes over [target, source] with their own heads;
+    a method with its own multi-step protocol (MCD) is refused before a run directory exists."""
+    from pathlib import Path
+
+    import yaml
+
+    from mtl_platform import registry as registry_mod
+    from mtl_platform.batches import to_device
+    from mtl_platform.cli import main
+    from mtl_platform.config import apply_overrides, resolve
+    from mtl_platform.experiment import build_experiment
+
+    config = Path(__file__).resolve().parents[4] / "configs" / "uda" / "pga_digits.yaml"
+    tiny = ["domain.data.train_per_domain=64", "domain.iterations=2", "domain.batch_size=8", "train.epochs=1",
+            "train.device=cpu", "baselines.stl=false"]
+    reg, _ = registry_mod.load()
+    raw, _ = apply_overrides(yaml.safe_load(config.read_text()), tiny)
+    exp = build_experiment(resolve(raw, reg), reg)
+    assert exp.closure is not None and exp.closure.name == "pga"
+    assert exp.domain.task_names == ["target", "source"]
+    batch = to_device(next(iter(exp.domain.loaders("train", epoch=0))), exp.device)
+    heads = {t: [p.detach().clone() for p in exp.model.task_parameters(t)] for t in exp.domain.task_names}
+    out = exp.closure.step(exp.domain.closure(batch, exp.model), exp.engine, exp.optimizers)
+    assert set(out.losses) == {"target", "source"}
+    assert any(not torch.equal(a, b) for a, b in zip(heads["source"], exp.model.task_parameters("source")))
+    runs = tmp_path / "runs"
+    args = ["train", str(config), "--no-progress"]
+    for s in [*tiny, f"output.root={runs}", "domain.method={name: mcd}"]:
+        args += ["--set", s]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "mcd" in err, err
+    assert not runs.exists() or not any(runs.iterdir())
