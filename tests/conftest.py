@@ -127,6 +127,20 @@ def recorder():
     return Recorder()
 
 
+class InterruptAt:
+    """Simulates Ctrl-C right after the checkpoint of ``step`` (in ``stage``, any stage if None)."""
+
+    __name__ = "interrupt"
+
+    def __init__(self, step, stage=None):
+        self.step, self.stage = step, stage
+
+    @hookimpl
+    def mtl_checkpoint(self, run):
+        if run.step == self.step and self.stage in (None, run.stage):
+            raise KeyboardInterrupt
+
+
 def make_domain(cls, **overrides):
     """A domain built in-process with its declared defaults, some overridden."""
     params = {p.name: p.default for p in cls.declared_params()}

@@ -12,7 +12,7 @@ from mtl_platform.hookspecs import hookimpl
 from mtl_platform.trainer import NonFiniteLoss
 from mtl_platform_plugins.domains.multi_mnist.domain import MultiMNIST
 
-from conftest import run_dirs
+from conftest import InterruptAt, run_dirs
 
 quiet = {"progress": False, "echo": lambda *a, **k: None}
 
@@ -38,20 +38,6 @@ def test_a_run_writes_config_metrics_checkpoint_and_results(write_config, tmp_pa
     assert ckpt["epoch"] == 2 and ckpt["batch"] == 0 and ckpt["step"] == 12
     assert json.loads((run_dir / "results.json").read_text())["mtl"] == results["mtl"] == rows[1]["test"]
     assert results["stl"] is None and not (run_dir / "report.md").exists()
-
-
-class InterruptAt:
-    """Simulates Ctrl-C right after the checkpoint of a given step."""
-
-    __name__ = "interrupt"
-
-    def __init__(self, step):
-        self.step = step
-
-    @hookimpl
-    def mtl_checkpoint(self, run):
-        if run.step == self.step:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("weighting, interrupt_step, checkpoint_every, accumulate", [

@@ -13,7 +13,7 @@ from mtl_platform.stages.bilevel import BilevelProtocol
 from mtl_platform_plugins.architectures.conal import CoNAL
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
-from conftest import config_writer, make_domain, run_dirs
+from conftest import InterruptAt, config_writer, make_domain, run_dirs
 
 quiet = {"progress": False, "echo": lambda *a, **k: None}
 
@@ -76,25 +76,13 @@ def test_conal_report_shows_the_derived_architecture_and_parameter_counts(synth_
     assert f"decision margins (softmax gap) task0 {gap:.3f}" in report and "decision margins" in text
 
 
-class StopInStage:
-    __name__ = "stop_in_stage"
-
-    def __init__(self, stage, step):
-        self.stage, self.step = stage, step
-
-    @hookimpl
-    def mtl_checkpoint(self, run):
-        if run.stage == self.stage and run.step == self.step:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("stage, step", [("search", 3), ("retrain", 9)])
 def test_resume_continues_the_stage_that_was_running(synth_config, tmp_path, stage, step, one_thread):
     cfg = synth_config(**{"train.checkpoint_every": 3})
     full = session.train(cfg, **quiet)
     (full_dir,) = run_dirs(tmp_path / "runs")
     with pytest.raises(KeyboardInterrupt):
-        session.train(cfg, extra_plugins=[StopInStage(stage, step)], **quiet)
+        session.train(cfg, extra_plugins=[InterruptAt(step, stage=stage)], **quiet)
     cut = next(d for d in run_dirs(tmp_path / "runs") if d != full_dir)
     assert load(cut / "stages" / stage / "checkpoint.pt")["step"] == step
     messages = []

@@ -11,13 +11,12 @@ from mtl_platform.config import resolve, read_yaml
 from mtl_platform.contracts.stage import StageContext
 from mtl_platform.experiment import build_domain
 from mtl_platform.gradients import GradientEngine
-from mtl_platform.hookspecs import hookimpl
 from mtl_platform_plugins.architectures.conal_pro import ConalPro, SearchRound, assemble, round_epochs
 from mtl_platform_plugins.architectures.tree import Tree
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 from mtl_platform_plugins.weightings.conal_pro_conflict import ConalProConflict
 
-from conftest import config_writer, make_domain, run_dirs
+from conftest import InterruptAt, config_writer, make_domain, run_dirs
 
 quiet = {"progress": False, "echo": lambda *a, **k: None}
 
@@ -234,24 +233,12 @@ def test_conal_pro_run_searches_each_round_assembles_a_tree_and_retrains_it(synt
                                                                       key=lambda c: c["total"])
 
 
-class StopInStage:
-    __name__ = "stop_in_stage"
-
-    def __init__(self, stage, step):
-        self.stage, self.step = stage, step
-
-    @hookimpl
-    def mtl_checkpoint(self, run):
-        if run.stage == self.stage and run.step == self.step:
-            raise KeyboardInterrupt
-
-
 def test_resume_in_the_middle_of_round_2_gives_the_uninterrupted_run(synth_config, tmp_path, one_thread):
     cfg = synth_config(**{"train.checkpoint_every": 2})
     full = session.train(cfg, **quiet)
     (full_dir,) = run_dirs(tmp_path / "runs")
     with pytest.raises(KeyboardInterrupt):  # round 2: 3 batches per epoch, so step 4 is inside epoch 2
-        session.train(cfg, extra_plugins=[StopInStage("round2", 4)], **quiet)
+        session.train(cfg, extra_plugins=[InterruptAt(4, stage="round2")], **quiet)
     cut = next(d for d in run_dirs(tmp_path / "runs") if d != full_dir)
     assert load(cut / "stages" / "round2" / "checkpoint.pt")["step"] == 4
     assert not (cut / "stages" / "derive").exists()

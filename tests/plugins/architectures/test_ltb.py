@@ -11,12 +11,11 @@ from mtl_platform import registry, session
 from mtl_platform.checkpoint import load
 from mtl_platform.config import resolve
 from mtl_platform.errors import UserError
-from mtl_platform.hookspecs import hookimpl
 from mtl_platform_plugins.architectures.ltb import LTB
 from mtl_platform_plugins.architectures.tree import Tree
 from mtl_platform_plugins.domains.synthetic_regression.domain import SyntheticRegression
 
-from conftest import config_writer, make_domain, run_dirs
+from conftest import InterruptAt, config_writer, make_domain, run_dirs
 
 TASKS = ["task0", "task1", "task2"]
 quiet = {"progress": False, "echo": lambda *a, **k: None}
@@ -224,21 +223,12 @@ def test_ltb_run_searches_derives_and_retrains_the_argmax_tree(ltb_config, tmp_p
     assert results["stages"]["derive"]["derived"]["branch_points"] == derived["branch_points"]
 
 
-class StopInSearch:
-    __name__ = "stop_in_search"
-
-    @hookimpl
-    def mtl_checkpoint(self, run):
-        if run.stage == "search" and run.step == 6:
-            raise KeyboardInterrupt
-
-
 def test_resumed_search_is_bit_for_bit_the_uninterrupted_one(ltb_config, tmp_path, one_thread):
     cfg = ltb_config(**{"train.checkpoint_every": 3, "train.epochs": 1})
     session.train(cfg, **quiet)
     (full_dir,) = run_dirs(tmp_path / "runs")
     with pytest.raises(KeyboardInterrupt):
-        session.train(cfg, extra_plugins=[StopInSearch()], **quiet)
+        session.train(cfg, extra_plugins=[InterruptAt(6, stage="search")], **quiet)
     cut = next(d for d in run_dirs(tmp_path / "runs") if d != full_dir)
     assert load(cut / "stages" / "search" / "checkpoint.pt")["step"] == 6  # mid-epoch 2, after warm-up
     session.train(resume=cut, **quiet)

@@ -10,11 +10,10 @@ import torch
 from mtl_platform import registry, session
 from mtl_platform.checkpoint import load
 from mtl_platform.contracts import Needs
-from mtl_platform.hookspecs import hookimpl
 from mtl_platform_plugins.weightings.agr_rand import AgrRand, conflict_scale
 from mtl_platform_plugins.weightings.agr_sum import agreement
 
-from conftest import run_dirs
+from conftest import InterruptAt, run_dirs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,20 +137,6 @@ def test_registered_as_a_jacobian_gradient_method():
     cls = registry.load(builtin_only=True)[0].get("weighting", "agr_rand").cls
     assert cls is AgrRand and cls.needs is Needs.JACOBIAN and cls.scales_heads is False
     assert cls.promises == ()
-
-
-class InterruptAt:
-    """Ctrl-C right after the checkpoint of a given step."""
-
-    __name__ = "interrupt"
-
-    def __init__(self, step):
-        self.step = step
-
-    @hookimpl
-    def mtl_checkpoint(self, run):
-        if run.step == self.step:
-            raise KeyboardInterrupt
 
 
 def test_a_resumed_run_continues_bit_for_bit(write_config, tmp_path):
