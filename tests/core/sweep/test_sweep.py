@@ -13,6 +13,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.sweep import parse_grid, parse_seeds, run_sweep
 
 from conftest import TINY, Recorder, config_writer, run_dirs
+from test_cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,13 +38,6 @@ def cell_lines(lines):
 
 def results_of(run_dir):
     return json.loads((run_dir / "results.json").read_text())
-
-
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 # -- parsing -----------------------------------------------------------------------------------

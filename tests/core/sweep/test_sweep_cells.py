@@ -13,6 +13,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.sweep import parse_cells, run_sweep
 
 from conftest import TINY, Recorder, config_writer, run_dirs
+from test_cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,13 +37,6 @@ def sweep(config, out, grid, seeds=(), cells=(), recorder=None, **kwargs):
 
 def cell_lines(lines):
     return [line for line in lines if re.match(r"\[\d+/\d+\] ", line)]
-
-
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 # -- parsing -----------------------------------------------------------------------------------
