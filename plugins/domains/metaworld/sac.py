@@ -75,10 +75,11 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def polyak(self, tau: float) -> None:
-        """θ' ← τ θ + (1 − τ) θ' for every target parameter (and buffer copied as is)."""
+        """θ' ← θ' + τ (θ − θ') for every target parameter, computed exactly so (the test
+        checks it to the float); buffers are copied as they are."""
         for critic, target in zip(self.critics, self.targets):
             for p, q in zip(critic.parameters(), target.parameters()):
-                q.lerp_(p, tau)
+                q.copy_(q + tau * (p - q))
             for b, c in zip(critic.buffers(), target.buffers()):
                 c.copy_(b)
 
