@@ -273,3 +273,24 @@ def test_list_shows_the_domain_without_importing_mujoco():
             "print(sorted(m for m in ('mujoco', 'metaworld', 'gymnasium') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "metaworld" in out and out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("arch", ["hps", "mmoe", "cgc", "cross_stitch", "mtan"])
+def test_architectures_build_actor_and_critics_from_the_domain_factories(registry, domain, arch):
+    exp = build_experiment(config(registry, architecture={"name": arch}), registry, domain=fresh(domain))
+    assert type(exp.model.actor).name == arch and all(type(c).name == arch for c in exp.model.critics)
+    before = [p.detach().clone() for p in exp.model.critic_shared()]
+    for step in range(11):
+        out = exp.domain.train_step(step, exp.model, exp.engine, exp.optimizers)
+    assert all(torch.isfinite(v) for v in out.losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, exp.model.critic_shared()))
+
+
+def test_search_architectures_are_refused_in_one_line(registry, domain):
+    with pytest.raises(UserError, match="conal"):
+        build_experiment(config(registry, architecture={"name": "conal"}), registry, domain=fresh(domain))
+
+
+@pytest.mark.parametrize("name", ["mt1_smoke", "mt10_cpu", "mt10_paper", "mt50_paper"])
+def test_rl_configs_resolve(registry, name):
+    resolve(yaml.safe_load(open(f"configs/rl/{name}.yaml")), registry)
