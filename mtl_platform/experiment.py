@@ -64,9 +64,14 @@ def build_domain(config: dict, registry: Registry) -> Domain:
 
 
 def build_architecture(config: dict, registry: Registry, domain: Domain) -> Architecture:
-    """The configured architecture, built from the domain's encoder and head factories."""
+    """The configured architecture, built from the domain's encoder and head factories (through
+    ``Domain.compose``, where a domain that trains several networks builds each of them)."""
     arch = registry.get("architecture", config["architecture"]["name"]).cls
-    return arch(domain.task_names, domain.encoder_factory, domain.head_factory, **_kwargs(config["architecture"]))
+    wcls = registry.get("weighting", config["weighting"]["name"]).cls
+    return domain.compose(
+        lambda encoder_factory, head_factory: arch(domain.task_names, encoder_factory, head_factory,
+                                                   **_kwargs(config["architecture"])),
+        lambda: wcls(domain.task_names, **_kwargs(config["weighting"])))
 
 
 def build_experiment(config: dict, registry: Registry, domain: Domain | None = None) -> Experiment:

@@ -115,6 +115,7 @@ class Trainer:
             "weight_sum": self.weight_sum, "weight_count": self.weight_count,
             **{("engine_steps" if k == "steps" else k): v for k, v in e.engine.state_dict().items()},
             "rng": rng_state(),
+            "domain": e.domain.save_state(self.checkpoint_path),
         }
 
     def flush_diagnostics(self) -> None:
@@ -153,6 +154,7 @@ class Trainer:
         self.run.step = state["step"]
         e.engine.load_state_dict({"steps": state["engine_steps"], "micro_steps": state["micro_steps"],
                                   "scaler": state["scaler"]})
+        e.domain.load_state(state.get("domain") or {}, self.checkpoint_path)
         runs.truncate_jsonl(self.metrics_path, state["rows"])
         diagnostics = runs.read_jsonl(self.diagnostics_path)
         runs.truncate_jsonl(self.diagnostics_path,
@@ -298,7 +300,7 @@ class Trainer:
         return {"run_dir": str(self.run_dir), "stage": self.run.stage, "seed": self.cfg["seed"],
                 "select": self.cfg["select"], "epoch": epoch, "epochs_trained": len(self.rows),
                 "spec": self.spec, "val": row["val"], "test": row["test"], "mtl": row["test"],
-                "state": row.get("architecture") or {}, **self.extra}
+                "state": row.get("architecture") or {}, **self.exp.domain.run_info(), **self.extra}
 
     def selected_weights(self) -> Path:
         best = self.run_dir / "best.pt"

@@ -1,6 +1,8 @@
 """The task-domain contract and its default update protocol (DESIGN.md §3.3)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -116,6 +118,29 @@ class Domain(Configurable):
         order = torch.randperm(len(data), generator=g).tolist()
         k = int(round(fraction * len(data)))
         return subset(data, order[:k]), subset(data, order[k:])
+
+    def compose(self, architecture, weighting) -> nn.Module:
+        """The model the experiment trains, given ``architecture(encoder_factory, head_factory)``
+        (builds the configured architecture from two factories) and ``weighting()`` (a fresh
+        instance of the configured weighting). Default: the architecture built from this
+        domain's two factories. A domain whose update protocol trains several networks (an
+        RL actor and its critics) builds each from its own factories and returns one module
+        holding them all, so they share the run's optimizer and checkpoint."""
+        return architecture(self.encoder_factory, self.head_factory)
+
+    def save_state(self, checkpoint: Path) -> dict:
+        """What this domain must keep across a resume (a replay buffer, environment counters),
+        as values ``torch.load(weights_only=True)`` reads back; called when the trainer writes
+        the checkpoint ``checkpoint`` (large state may go to an atomically written file next to
+        it). Default: nothing."""
+        return {}
+
+    def load_state(self, state: dict, checkpoint: Path) -> None:
+        """Restore what ``save_state`` returned for ``checkpoint``."""
+
+    def run_info(self) -> dict:
+        """Facts every run's results record (package versions an environment depends on)."""
+        return {}
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list]:
         """Named groups of ``model``'s parameters that ``optimizer.lr_mult`` may scale (none by default)."""
