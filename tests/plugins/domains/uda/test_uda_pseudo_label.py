@@ -187,7 +187,7 @@ def test_the_digits_config_trains_and_reports_target_accuracy(tmp_path):
     results = session.train(CONFIG, sets=[*TINY, f"output.root={tmp_path}"], **quiet)
     assert set(results["test"]) == {"classification"}
     assert 0.0 <= results["test"]["classification"]["accuracy"] <= 1.0
-    assert results["label"] == "pseudo_label · hps + ew"
+    assert results["label"] == "pseudo_label · hps + ew + pga"  # PGA is the closure of the config
     config = yaml.safe_load((Path(results["run_dir"]) / "config.yaml").read_text())
     assert config["domain"]["method"]["name"] == "pseudo_label"
 
