@@ -4,8 +4,10 @@
 
 One row per method (a grid value or a --cell), and ERM (the STL baseline every run shares, one
 per seed): accuracy on each unseen target and their mean, mean ± std over the seeds; Welch's
-p-value of the mean accuracy against ERM; the median over runs of the logged DGE residual
-‖Σ_k w_k ŝ_k‖ where the weighting logs it. Every row is printed, favourable or not.
+p-value of the mean accuracy against ERM. Then, from the engine's diagnostics (every 50 steps),
+how often two synthesised domains' gradients conflicted (a negative cosine) and their pairwise
+cosines, and the median logged DGE residual ‖Σ_k w_k ŝ_k‖ where the weighting logs it. Every row
+is printed, favourable or not.
 """
 from __future__ import annotations
 
@@ -21,6 +23,29 @@ from mtl_platform.metrics import p_value_welch
 def stat(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def adjustment_fires(row: dict, alpha: float = 0.5) -> float:
+    """The share of ordered pairs i ≠ j whose specific parts s_k = g_k − ḡ have cos(s_i, s_j) > α
+    (where DGE's Eq. 5 would project), from one diagnostics row (norms and pairwise cosines of the
+    g_k: the Gramian, and S = (I − 1/K) G (I − 1/K))."""
+    tasks = list(row["norm"])
+    k = len(tasks)
+    gram = [[0.0] * k for _ in range(k)]
+    for i, a in enumerate(tasks):
+        gram[i][i] = row["norm"][a] ** 2
+        for j in range(i + 1, k):
+            c = row["cos"][f"{a}|{tasks[j]}"]
+            gram[i][j] = gram[j][i] = c * row["norm"][a] * row["norm"][tasks[j]]
+    centre = [[(1.0 if i == j else 0.0) - 1.0 / k for j in range(k)] for i in range(k)]
+    spec = [[sum(centre[i][a] * gram[a][b] * centre[b][j] for a in range(k) for b in range(k)) for j in range(k)]
+            for i in range(k)]
+    fired = 0
+    for i in range(k):
+        for j in range(k):
+            if i != j and spec[i][i] > 0 and spec[j][j] > 0:
+                fired += spec[i][j] / (spec[i][i] * spec[j][j]) ** 0.5 > alpha
+    return fired / (k * (k - 1))
 
 
 def method_of(cell: dict) -> str:
@@ -66,14 +91,24 @@ def main(sweep: Path) -> None:
             versus = f"{statistics.mean(means) - statistics.mean(erm_means):+.3f}" + (f" (p {p:.3f})" if p is not None else "")
         val = stat([r["val"]["source"]["accuracy"] for r in results])
         print(f"| {name} | {len(results)} | " + " | ".join(cells_) + f" | {stat(means)} | {versus} | {val} |")
-    residuals = defaultdict(list)
+    residuals, conflicts, cosines, fires = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
     for cell in cells:
         path = Path(cell["run_dir"]) / "diagnostics.jsonl"
         if path.exists():
             for line in path.read_text().splitlines():
                 row = json.loads(line)
+                conflicts[method_of(cell)].append(row["conflict"])
+                fires[method_of(cell)].append(adjustment_fires(row))
+                cosines[method_of(cell)].extend(row["cos"].values())
                 if "weighting" in row and "residual" in row["weighting"]:
                     residuals[method_of(cell)].append(row["weighting"]["residual"])
+    print("\n| method | diagnosed steps | domain pairs with a negative cosine | pairwise cosine, median (min) "
+          "| pairs (i, j) with cos(s_i, s_j) > 0.5 |")
+    print("|---|---|---|---|---|")
+    for name in conflicts:
+        print(f"| {name} | {len(conflicts[name])} | {100 * statistics.mean(conflicts[name]):.1f} % | "
+              f"{statistics.median(cosines[name]):.3f} ({min(cosines[name]):.3f}) | "
+              f"{100 * statistics.mean(fires[name]):.1f} % |")
     for name, values in residuals.items():
         print(f"\n{name}: median logged ‖Σ w ŝ‖ {statistics.median(values):.3g} over {len(values)} diagnosed steps")
 
