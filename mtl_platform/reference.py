@@ -41,8 +41,8 @@ def config_markdown() -> str:
     lines += ["", "Every domain also takes:", ""]
     lines += _table(Domain.base_params) + [""]
     lines += ["## `closure`", "",
-              "Null by default: the domain's ordinary update. A closure method (docs/concepts.md, \"Closure "
-              "methods\") re-evaluates the batch's losses at perturbed parameters and steps the base optimizer "
+              "Null by default: the domain's ordinary update. A closure method (docs/pga.md, \"The closure "
+              "seam\") re-evaluates the batch's losses at perturbed parameters and steps the base optimizer "
               "itself; name one as `closure: sam` or `closure: {name: pga, radius: 0.001}` (on the command line "
               "`--set closure.name=sam`). It is left out of run hashes while null. The built-in closure methods:", "",
               "| name | parameters | what it is |", "|---|---|---|"]
