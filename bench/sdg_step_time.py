@@ -46,12 +46,15 @@ def main():
     args = ap.parse_args()
     registry, _ = registry_mod.load()
     exps = {name: build(args.config, sets, registry) for name, sets in METHODS.items()}
-    first = next(iter(exps.values()))
+    first = exps["ERM + augmentation (ew)"]
     state = first.model.state_dict()
-    for exp in exps.values():
-        exp.model.load_state_dict(state)
+    for exp in exps.values():  # the same initial weights (ERM's one head is the shared classifier)
+        own = exp.model.state_dict()
+        exp.model.load_state_dict({k: state[k] if k in state else state["heads.aug0." + k.split(".", 2)[2]]
+                                   for k in own})
         exp.model.train()
     batches = [to_device(b, first.device) for _, b in zip(range(args.steps), first.domain.loaders("train", 0))]
+    # ERM reads the same batches: its synthesis (plain) ignores the keys
     times: dict[str, list[float]] = {name: [] for name in exps}
     for r in range(args.rounds + 1):  # round 0 warms up
         for name, exp in exps.items():
