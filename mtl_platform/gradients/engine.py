@@ -301,20 +301,14 @@ class GradientEngine:
         self.steps += 1
         diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
         space = self._space_for(weighting, params, reusable=True)
-        space.retain = True
         computed = space.compute(vector, amp, weighting.needs)
         rows = weighting.sequence(vector.detach(), **computed).detach()
         m, (p, blocks) = vector.shape[0], space.size()
         trainable = [q for q in self.model.parameters() if q.requires_grad]
-        steps = []
-        for k, row in enumerate(rows):
+        for row in rows:
             form(row, m, p, blocks, weighting.needs)
-            coeff = self._coefficients(weighting, row, m, p, blocks, vector) / len(rows)
-            for q in trainable:
-                q.grad = None
-            space.retain = k < len(rows) - 1
-            space.apply(row, coeff, scale)
-            steps.append([q.grad for q in trainable])
+        coeffs = torch.stack([self._coefficients(weighting, row, m, p, blocks, vector) for row in rows]) / len(rows)
+        steps = space.step_gradients(rows, coeffs, scale, trainable)
         if diagnose:
             self.record(rows.sum(0), space.gram())
         self.micro_steps += 1

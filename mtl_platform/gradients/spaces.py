@@ -55,6 +55,15 @@ def scatter(params: Sequence[Tensor], flat: Tensor, owned: bool = False) -> None
         offset += n
 
 
+def spread(into: dict, params: Sequence[Tensor], flat: Tensor) -> None:
+    """``into[id(p)]``: the slice of ``flat`` that belongs to ``p``, shaped and typed like it."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        into[id(p)] = flat[offset:offset + n].view_as(p).to(p.dtype)
+        offset += n
+
+
 def task_gradients(losses: Tensor, amp, inputs, out=None) -> Tensor:
     """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
     if amp is None:
@@ -85,6 +94,20 @@ class GradientSpace:
     def size(self) -> tuple[int, int]:
         """(P, number of parameter blocks) of the space."""
         raise NotImplementedError
+
+    def step_gradients(self, rows: Tensor, coeffs: Tensor, scale, params: Sequence[Tensor]) -> list[list]:
+        """The gradient of every parameter in ``params`` for each answer row (the sequential
+        update), all from this one computation: row k's combination on the space, ``coeffs[k]``
+        of the task losses elsewhere, each times ``scale``. Generic form: one ``apply`` per row
+        (a backward each, the graph kept between them); the Jacobian spaces override it."""
+        steps = []
+        for k, (row, coeff) in enumerate(zip(rows, coeffs)):
+            for q in params:
+                q.grad = None
+            self.retain = k < len(rows) - 1
+            self.apply(row, coeff, scale)
+            steps.append([q.grad for q in params])
+        return steps
 
     def gram(self) -> Tensor:
         """The task Gramian over the space (for diagnostics)."""
@@ -124,6 +147,16 @@ class JacobianSpace(GradientSpace):
         combined = combined_gradient(answer, self.jac, self.block_sizes, self.needs)
         scatter(self.shared, combined * scale, owned=True)
         scatter(self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale, owned=True)
+
+    def step_gradients(self, rows, coeffs, scale, params):
+        """Every row from the buffer itself: no backward pass at all."""
+        steps = []
+        for row, coeff in zip(rows, coeffs):
+            flat = {}
+            spread(flat, self.shared, combined_gradient(row, self.jac, self.block_sizes, self.needs) * scale)
+            spread(flat, self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale)
+            steps.append([flat.get(id(q)) for q in params])
+        return steps
 
 
 class AccumulatedSpace(GradientSpace):
@@ -168,6 +201,25 @@ class ExplicitSpace(GradientSpace):
         combined = combined_gradient(answer, self.jac, needs=self.needs)
         (coeff * self.losses * scale).sum().backward(retain_graph=self.retain)
         scatter(self.params, (combined - coeff.to(self.jac.dtype) @ self.jac) * scale)
+
+    def step_gradients(self, rows, coeffs, scale, params):
+        """The space's part of every row from its Jacobian; the parameters outside it get their
+        share of ``coeffs``-weighted losses from one backward pass, when every row weights the
+        losses alike (a gradient method: 1/s each); otherwise the generic form."""
+        if not bool((coeffs == coeffs[:1]).all()):
+            return super().step_gradients(rows, coeffs, scale, params)
+        inside = {id(q) for q in self.params}
+        outside = [q for q in params if id(q) not in inside]
+        shared = {}
+        if outside:
+            grads = torch.autograd.grad((coeffs[0] * self.losses * scale).sum(), outside, allow_unused=True)
+            shared = {id(q): g for q, g in zip(outside, grads) if g is not None}
+        steps = []
+        for row in rows:
+            flat = {key: g.clone() for key, g in shared.items()}  # each step owns its tensors (AMP unscales in place)
+            spread(flat, self.params, combined_gradient(row, self.jac, needs=self.needs) * scale)
+            steps.append([flat.get(id(q)) for q in params])
+        return steps
 
 
 class RepSpace(GradientSpace):

@@ -112,3 +112,52 @@ def test_a_gradient_method_without_rows_takes_one_step_of_its_answer():
     _, opt_sum, answer_sum, _ = run(MGDA(TASKS), "sum")
     assert len(opt_seq.seen) == 1
     assert torch.allclose(opt_seq.seen[0], opt_sum.seen[0], atol=1e-12)
+
+
+class Heads(nn.Module):
+    """A shared layer and one head per task: parameters outside the gradient space."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.shared = nn.Linear(4, 5).double()
+        self.heads = nn.ModuleDict({t: nn.Linear(5, 1).double() for t in TASKS})
+        self.x = torch.randn(6, 4, dtype=torch.float64)
+
+    def forward(self):
+        z = torch.tanh(self.shared(self.x))
+        return {t: (h(z) - k).pow(2).mean() for k, (t, h) in enumerate(self.heads.items())}
+
+    def shared_parameters(self):
+        return list(self.shared.parameters())
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_the_fast_step_gradients_equal_one_apply_per_row(explicit, monkeypatch):
+    """The Jacobian spaces build every row's gradients from one computation (no backward per
+    row); they equal the generic form, one ``apply`` (a backward) per row, to the last bits."""
+    from mtl_platform.gradients import spaces
+
+    def seen(generic):
+        if generic:
+            for cls in (spaces.JacobianSpace, spaces.ExplicitSpace):
+                monkeypatch.setattr(cls, "step_gradients", spaces.GradientSpace.step_gradients)
+        model = Heads()
+        engine = GradientEngine(model, Equilibrium(TASKS), TASKS, gramian_path="jacobian")
+        opt = Recording(model.parameters(), 0.1)
+        opt.seen_all = []
+        step = opt.step
+
+        def record(closure=None):
+            opt.seen_all.append([p.grad.clone() for p in model.parameters()])
+            return step(closure)
+        opt.step = record
+        engine.backward_sequence(model(), [opt], params=model.shared_parameters() if explicit else None)
+        monkeypatch.undo()
+        return opt.seen_all
+
+    fast, generic = seen(False), seen(True)
+    assert len(fast) == len(generic) == 3
+    for a, b in zip(fast, generic):
+        for x, y in zip(a, b):
+            assert torch.allclose(x, y, atol=1e-12, rtol=0)
