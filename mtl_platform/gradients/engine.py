@@ -193,7 +193,9 @@ class GradientEngine:
         if mode == "rep":
             return RepSpace(self.model.rep, self.gramian_dtype)
         if params is not None:
-            return ExplicitSpace(params, self.gramian_dtype)
+            inside = {id(p) for p in params}
+            others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in inside]
+            return ExplicitSpace(params, self.gramian_dtype, others)
         shared = self.shared()
         space_ids = {id(p) for p in shared}
         others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in space_ids]

@@ -182,9 +182,11 @@ class AccumulatedSpace(GradientSpace):
 
 
 class ExplicitSpace(GradientSpace):
-    def __init__(self, params: Sequence[Tensor], precision: str):
+    def __init__(self, params: Sequence[Tensor], precision: str, others: Sequence[Tensor] | None = None):
         super().__init__(precision)
         self.params = [p for p in params if p.requires_grad]
+        # the trainable parameters outside the space (None: unknown); none at all → no backward
+        self.others = None if others is None else list(others)
 
     def size(self):
         return sum(p.numel() for p in self.params), 1
@@ -199,6 +201,9 @@ class ExplicitSpace(GradientSpace):
 
     def apply(self, answer, coeff, scale):
         combined = combined_gradient(answer, self.jac, needs=self.needs)
+        if self.others is not None and not self.others:  # the space is every trainable parameter
+            scatter(self.params, combined * scale, owned=True)
+            return
         (coeff * self.losses * scale).sum().backward(retain_graph=self.retain)
         scatter(self.params, (combined - coeff.to(self.jac.dtype) @ self.jac) * scale)
 

@@ -269,3 +269,22 @@ def test_accumulation_steps_once_per_k_calls_with_the_mean_gradient(needs):
     assert all(p.grad is None for p in accumulated.parameters())  # zeroed after the step
     for p, q in zip(single.parameters(), accumulated.parameters()):
         assert torch.allclose(p, q, atol=1e-12)
+
+
+def test_an_explicit_space_of_every_parameter_takes_no_extra_backward(monkeypatch):
+    """``params`` covering every trainable parameter (SDG's ``gradient_space: all``): the space's
+    combined gradient is written directly, with no backward of the weighted losses."""
+    model = Net()
+    answer = torch.tensor([0.3, 1.2, 0.7], dtype=torch.float64)
+    engine = GradientEngine(model, Fixed(answer), TASKS)
+    everything = list(model.parameters())
+    calls = []
+    original = torch.Tensor.backward
+    monkeypatch.setattr(torch.Tensor, "backward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    engine.backward(losses(model), params=everything)
+    monkeypatch.undo()
+    assert calls == []
+    vec = torch.stack([losses(model)[t] for t in TASKS])
+    expected = torch.autograd.grad((answer * vec).sum(), everything, allow_unused=True, materialize_grads=True)
+    for got, want in zip(grads_of(model), expected):
+        assert torch.allclose(got, want, atol=1e-12)
