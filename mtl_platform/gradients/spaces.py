@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..contracts.weighting import Needs
 from .accumulate import GramianAccumulator
-from .combine import combined_gradient, gramian, needed
+from .combine import combined_gradient, form, gramian, needed
 from .jacobian import task_jacobian
 
 
@@ -53,6 +53,15 @@ def scatter(params: Sequence[Tensor], flat: Tensor, owned: bool = False) -> None
         n = p.numel()
         add_grad(p, flat[offset:offset + n], owned)
         offset += n
+
+
+def combined_rows(rows: Tensor, jac: Tensor, block_sizes: Sequence[int] | None = None, needs=None) -> Tensor:
+    """``combined_gradient`` of every answer row, (s, P): task-weight rows in one product that
+    reads the Jacobian once; other forms row by row."""
+    m, p = jac.shape
+    if rows.dim() == 2 and form(rows[0], m, p, len(block_sizes or [p]), needs) == "weights":
+        return rows.to(jac.dtype) @ jac
+    return torch.stack([combined_gradient(row, jac, block_sizes, needs) for row in rows])
 
 
 def spread(into: dict, params: Sequence[Tensor], flat: Tensor) -> None:
@@ -150,11 +159,13 @@ class JacobianSpace(GradientSpace):
 
     def step_gradients(self, rows, coeffs, scale, params):
         """Every row from the buffer itself: no backward pass at all."""
+        combined = combined_rows(rows, self.jac, self.block_sizes, self.needs) * scale
+        rest = (coeffs.to(self.rest.dtype) @ self.rest) * scale
         steps = []
-        for row, coeff in zip(rows, coeffs):
+        for k in range(len(rows)):
             flat = {}
-            spread(flat, self.shared, combined_gradient(row, self.jac, self.block_sizes, self.needs) * scale)
-            spread(flat, self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale)
+            spread(flat, self.shared, combined[k])
+            spread(flat, self.others, rest[k])
             steps.append([flat.get(id(q)) for q in params])
         return steps
 
@@ -219,10 +230,11 @@ class ExplicitSpace(GradientSpace):
         if outside:
             grads = torch.autograd.grad((coeffs[0] * self.losses * scale).sum(), outside, allow_unused=True)
             shared = {id(q): g for q, g in zip(outside, grads) if g is not None}
+        combined = combined_rows(rows, self.jac, needs=self.needs) * scale
         steps = []
-        for row in rows:
+        for k in range(len(rows)):
             flat = {key: g.clone() for key, g in shared.items()}  # each step owns its tensors (AMP unscales in place)
-            spread(flat, self.params, combined_gradient(row, self.jac, needs=self.needs) * scale)
+            spread(flat, self.params, combined[k])
             steps.append([flat.get(id(q)) for q in params])
         return steps
 
