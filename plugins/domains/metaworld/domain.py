@@ -76,11 +76,12 @@ class MetaWorld(Domain):
         Param("gamma", float, 0.99, "discount", bounds="[0, 1]"),
         Param("tau", float, 0.005, "Polyak rate of the target Q-networks", bounds="[0, 1]"),
         Param("init_alpha", float, 1.0, "initial entropy temperature of every task", bounds="(0, inf)"),
-        Param("target_entropy", float, None, "H̄ in the temperature loss (default: −|A|)", optional=True),
+        Param("target_entropy", float, None, "H̄ in the temperature loss (default: −|A|)", optional=True,
+              bounds="(-inf, inf)"),
         Param("hidden", int, 400, "units of each encoder stage (actor and critics)", bounds="[1, inf)"),
         Param("layers", int, 3, "encoder stages, each one fully connected layer", bounds="[1, inf)"),
-        Param("log_std_min", float, -20.0, "lower bound of the policy's log σ"),
-        Param("log_std_max", float, 2.0, "upper bound of the policy's log σ"),
+        Param("log_std_min", float, -20.0, "lower bound of the policy's log σ", bounds="(-inf, inf)"),
+        Param("log_std_max", float, 2.0, "upper bound of the policy's log σ", bounds="(-inf, inf)"),
     )
 
     def __init__(self, seed: int = 0, **params):
