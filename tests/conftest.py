@@ -127,6 +127,19 @@ def recorder():
     return Recorder()
 
 
+def assert_one_line_error(code, stdout: str, err: str, pattern: str = "") -> str:
+    """A refused command: exit 2, one ``mtl: error: …`` line on stderr matching ``pattern``, no
+    traceback. Returns the line."""
+    import re
+
+    assert code == 2, stdout + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtl: error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in stdout + err
+    return lines[0]
+
+
 class InterruptAt:
     """Simulates Ctrl-C right after the checkpoint of ``step`` (in ``stage``, any stage if None)."""
 

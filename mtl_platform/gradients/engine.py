@@ -310,7 +310,9 @@ class GradientEngine:
         for row in rows:
             form(row, m, p, blocks, weighting.needs)
         coeffs = torch.stack([self._coefficients(weighting, row, m, p, blocks, vector) for row in rows]) / len(rows)
-        steps = space.step_gradients(rows, coeffs, scale, trainable)
+        # a gradient method weights the losses outside the space by 1/s on every row (`_coefficients`)
+        uniform = len(rows) == 1 or not weighting.scales_heads
+        steps = space.step_gradients(rows, coeffs, scale, trainable, uniform=uniform)
         if diagnose:
             self.record(rows.sum(0), space.gram())
         self.micro_steps += 1

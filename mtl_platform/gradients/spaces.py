@@ -104,11 +104,14 @@ class GradientSpace:
         """(P, number of parameter blocks) of the space."""
         raise NotImplementedError
 
-    def step_gradients(self, rows: Tensor, coeffs: Tensor, scale, params: Sequence[Tensor]) -> list[list]:
+    def step_gradients(self, rows: Tensor, coeffs: Tensor, scale, params: Sequence[Tensor],
+                       uniform: bool = False) -> list[list]:
         """The gradient of every parameter in ``params`` for each answer row (the sequential
         update), all from this one computation: row k's combination on the space, ``coeffs[k]``
-        of the task losses elsewhere, each times ``scale``. Generic form: one ``apply`` per row
-        (a backward each, the graph kept between them); the Jacobian spaces override it."""
+        of the task losses elsewhere, each times ``scale``; ``uniform``: every row has the same
+        ``coeffs`` (known to the caller, so nothing is read from the device). Generic form: one
+        ``apply`` per row (a backward each, the graph kept between them); the Jacobian spaces
+        override it."""
         steps = []
         for k, (row, coeff) in enumerate(zip(rows, coeffs)):
             for q in params:
@@ -157,7 +160,7 @@ class JacobianSpace(GradientSpace):
         scatter(self.shared, combined * scale, owned=True)
         scatter(self.others, (coeff.to(self.rest.dtype) @ self.rest) * scale, owned=True)
 
-    def step_gradients(self, rows, coeffs, scale, params):
+    def step_gradients(self, rows, coeffs, scale, params, uniform=False):
         """Every row from the buffer itself: no backward pass at all."""
         combined = combined_rows(rows, self.jac, self.block_sizes, self.needs) * scale
         rest = (coeffs.to(self.rest.dtype) @ self.rest) * scale
@@ -218,11 +221,11 @@ class ExplicitSpace(GradientSpace):
         (coeff * self.losses * scale).sum().backward(retain_graph=self.retain)
         scatter(self.params, (combined - coeff.to(self.jac.dtype) @ self.jac) * scale)
 
-    def step_gradients(self, rows, coeffs, scale, params):
+    def step_gradients(self, rows, coeffs, scale, params, uniform=False):
         """The space's part of every row from its Jacobian; the parameters outside it get their
         share of ``coeffs``-weighted losses from one backward pass, when every row weights the
-        losses alike (a gradient method: 1/s each); otherwise the generic form."""
-        if not bool((coeffs == coeffs[:1]).all()):
+        losses alike (``uniform``: a gradient method, 1/s each); otherwise the generic form."""
+        if not uniform:
             return super().step_gradients(rows, coeffs, scale, params)
         inside = {id(q) for q in self.params}
         outside = [q for q in params if id(q) not in inside]

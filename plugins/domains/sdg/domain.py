@@ -328,9 +328,9 @@ class SDG(Domain):
         try:
             if split == "val":
                 return {SELECTION_TASK: self.accuracy(model, self.dataset("val"), self.source_task)}
-            data = self.dataset(split) if split == "test" else {}
             if split != "test":
-                raise ValueError(f"unknown split {split!r}")
+                raise ValueError(f"domain sdg evaluates val (the source) or test (the targets), not {split!r}")
+            data = self.dataset("test")  # one dataset per target
             out = {t: self.accuracy(model, data[t], self.target_tasks[t]) for t in self.eval_tasks}
             out[MEAN_KEY] = {"accuracy": sum(v["accuracy"] for v in out.values()) / len(out)}
             return out

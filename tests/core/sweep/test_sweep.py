@@ -12,7 +12,7 @@ from mtl_platform.cli import main
 from mtl_platform.errors import UserError
 from mtl_platform.sweep import parse_grid, parse_seeds, run_sweep
 
-from conftest import TINY, Recorder, config_writer, run_dirs
+from conftest import TINY, Recorder, assert_one_line_error, config_writer, run_dirs
 from test_cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -209,11 +209,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, tiny, tmp_path, caps
     config = tmp_path / "missing.yaml" if case == "missing config" else tiny
     out = tmp_path / "sw"
     code, stdout, err = run_cli(["sweep", str(config), "--out", str(out), "--no-progress"] + extra, capsys)
-    assert code == 2, stdout + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mtl: error: "), err
-    assert re.search(pattern, lines[0]), lines[0]
-    assert "Traceback" not in stdout + err
+    assert_one_line_error(code, stdout, err, pattern)
     assert not out.exists() and not (tmp_path / "plain_runs").exists()
 
 
