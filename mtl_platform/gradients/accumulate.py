@@ -160,12 +160,15 @@ class GramianAccumulator:
                                               module.eps)
 
     def compute(self, losses: Tensor, others: Sequence[Tensor], precision: str = "float64",
-                amp: Tensor | None = None):
+                amp: Tensor | None = None, terms: Sequence[Tensor] | None = None):
         """Per-block Gramians (n_blocks, m, m) of the true losses over the space. The parameters
         outside the space (``others``) and the space's parameters that cannot be accumulated
-        this step get explicit Jacobian rows. Returns ``(grams, state)`` for ``apply``."""
+        this step get explicit Jacobian rows. ``terms``: the scalars ``losses`` was stacked from
+        (each task's pass then visits only its own graph). Returns ``(grams, state)`` for ``apply``."""
         m = losses.shape[0]
-        scaled = losses * amp if amp is not None else losses
+        scaled = list(losses.unbind()) if terms is None else list(terms)
+        if amp is not None:
+            scaled = [t * amp for t in scaled]
         live = [u for u in self.units if self._usable(u)]
         explicit = [p for u in self.units if not self._usable(u) for p in u.params] + self.tied
         rows_params = explicit + list(others)

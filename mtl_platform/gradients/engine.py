@@ -108,10 +108,16 @@ class GradientEngine:
             self.echo(message)
 
     def stack(self, losses: Mapping[str, Tensor]) -> Tensor:
+        return torch.stack(self.terms(losses))
+
+    def terms(self, losses: Mapping[str, Tensor]) -> list[Tensor]:
+        """The task losses as scalars in task order, in full precision (the spaces differentiate
+        each one alone: ``jacobian.task_jacobian``)."""
         missing = [t for t in self.tasks if t not in losses]
         if missing:
             raise KeyError(f"losses lack tasks {missing}; got {sorted(losses)}")
-        return torch.stack([losses[t].reshape(()) for t in self.tasks])
+        terms = [losses[t].reshape(()) for t in self.tasks]
+        return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in terms]
 
     def shared(self) -> list[Tensor]:
         return [p for p in self.model.shared_parameters() if p.requires_grad]
@@ -169,17 +175,17 @@ class GradientEngine:
         self._verified = False
         return accumulator
 
-    def _verify(self, space, vector: Tensor, amp) -> bool:
+    def _verify(self, space, terms: list[Tensor], amp) -> bool:
         """On the first accumulated step, check the accumulated Gramian's diagonal against the
         squared norms of the task gradients from plain backward passes (one task at a time, so
         without the m × P Jacobian): a parameter used outside its module's ``forward`` — the one
         thing the accumulation assumes away — shows up here."""
         self._verified = True
         gram = space.gram()
-        scaled = vector * amp if amp is not None else vector
         norms = []
-        for t in range(vector.shape[0]):
-            grads = torch.autograd.grad(scaled[t], self.accumulator.space, retain_graph=True, allow_unused=True)
+        for term in terms:
+            scaled = term * amp if amp is not None else term
+            grads = torch.autograd.grad(scaled, self.accumulator.space, retain_graph=True, allow_unused=True)
             norms.append(sum(g.double().pow(2).sum() for g in grads if g is not None) /
                          (amp.double() ** 2 if amp is not None else 1.0))
         norms = torch.stack([torch.as_tensor(n, dtype=torch.float64) for n in norms]).to(gram.device)
@@ -210,18 +216,17 @@ class GradientEngine:
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
                  weighting: Weighting | None = None) -> Tensor:
         """Add the weighting's update to ``.grad``; return its answer (detached)."""
-        vector = self.stack(losses)
-        if vector.dtype in (torch.float16, torch.bfloat16):
-            vector = vector.float()
+        terms = self.terms(losses)
+        vector = torch.stack(terms)
         # Gramians, solvers and weights in full precision, even inside the trainer's autocast.
         try:
             with torch.autocast(vector.device.type, enabled=False):
-                return self._backward(vector, params, weighting or self.weighting)
+                return self._backward(vector, params, weighting or self.weighting, terms)
         finally:
             if self.accumulator is not None:
                 self.accumulator.clear()  # the module outputs of this forward are used up
 
-    def _backward(self, vector: Tensor, params, weighting: Weighting) -> Tensor:
+    def _backward(self, vector: Tensor, params, weighting: Weighting, terms: list[Tensor]) -> Tensor:
         detached = vector.detach()
         amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
         apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
@@ -243,24 +248,24 @@ class GradientEngine:
                 self.record(answer, gramian(task_gradients(vector, amp, self.shared()), self.gramian_dtype))
             computed: dict = {}
         else:
-            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose)
+            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose, terms)
         aux = weighting.aux_loss(detached, **computed)
         if aux is not None:
             (aux / self.accumulate).backward()
         self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
         return answer
 
-    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose):
+    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms):
         m = vector.shape[0]
         space = self._space_for(weighting, params)
-        computed = space.compute(vector, amp, weighting.needs)
-        if isinstance(space, AccumulatedSpace) and not self._verified and not self._verify(space, vector, amp):
+        computed = space.compute(vector, amp, weighting.needs, terms)
+        if isinstance(space, AccumulatedSpace) and not self._verified and not self._verify(space, terms, amp):
             self.say_once(f"gradients: the accumulated task Gramian disagrees with the model's gradients (a "
                           f"parameter used outside its module's forward?); using the per-task Jacobian from now on")
             self.accumulator.close()
             self.accumulator = None
             space = self._space_for(weighting, params)
-            computed = space.compute(vector, amp, weighting.needs)
+            computed = space.compute(vector, amp, weighting.needs, terms)
         answer = weighting.respond(vector.detach(), **computed).detach()
         p, blocks = space.size()
         form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error
@@ -286,24 +291,23 @@ class GradientEngine:
             answer = self.backward(losses, params)
             self.step(optimizers)
             return answer
-        vector = self.stack(losses)
-        if vector.dtype in (torch.float16, torch.bfloat16):
-            vector = vector.float()
+        terms = self.terms(losses)
+        vector = torch.stack(terms)
         try:
             with torch.autocast(vector.device.type, enabled=False):
-                rows = self._sequence(vector, params, weighting, optimizers)
+                rows = self._sequence(vector, params, weighting, optimizers, terms)
         finally:
             if self.accumulator is not None:
                 self.accumulator.clear()
         return rows.sum(0)
 
-    def _sequence(self, vector: Tensor, params, weighting: Weighting, optimizers) -> Tensor:
+    def _sequence(self, vector: Tensor, params, weighting: Weighting, optimizers, terms: list[Tensor]) -> Tensor:
         amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
         scale = amp if amp is not None else 1.0
         self.steps += 1
         diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
         space = self._space_for(weighting, params, reusable=True)
-        computed = space.compute(vector, amp, weighting.needs)
+        computed = space.compute(vector, amp, weighting.needs, terms)
         rows = weighting.sequence(vector.detach(), **computed).detach()
         m, (p, blocks) = vector.shape[0], space.size()
         trainable = [q for q in self.model.parameters() if q.requires_grad]

@@ -73,11 +73,13 @@ def spread(into: dict, params: Sequence[Tensor], flat: Tensor) -> None:
         offset += n
 
 
-def task_gradients(losses: Tensor, amp, inputs, out=None) -> Tensor:
-    """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled)."""
+def task_gradients(losses: Tensor, amp, inputs, out=None, terms=None) -> Tensor:
+    """Per-task gradients of the true losses (taken of the AMP-scaled ones, then unscaled);
+    ``terms``: the scalars ``losses`` was stacked from (``jacobian.task_jacobian``)."""
     if amp is None:
-        return task_jacobian(losses, inputs, batched=None, out=out)
-    jac = task_jacobian(losses * amp, inputs, batched=None, out=out)
+        return task_jacobian(losses, inputs, batched=None, out=out, terms=terms)
+    scaled = None if terms is None else [t * amp for t in terms]
+    jac = task_jacobian(losses * amp, inputs, batched=None, out=out, terms=scaled)
     return jac.div_(amp)
 
 
@@ -94,7 +96,9 @@ class GradientSpace:
         self.precision = precision
         self.computed: dict = {}
 
-    def compute(self, losses: Tensor, amp, needs: Needs) -> dict:
+    def compute(self, losses: Tensor, amp, needs: Needs, terms=None) -> dict:
+        """What ``needs`` asks for, from the loss vector ``losses`` (``terms``: the scalars it was
+        stacked from, so each task's backward pass visits only its own graph)."""
         raise NotImplementedError
 
     def apply(self, answer: Tensor, coeff: Tensor, scale) -> None:
@@ -141,7 +145,7 @@ class JacobianSpace(GradientSpace):
     def size(self):
         return self.n, len(self.block_sizes)
 
-    def compute(self, losses, amp, needs):
+    def compute(self, losses, amp, needs, terms=None):
         self.needs = needs
         m = losses.shape[0]
         inputs = self.shared + self.others
@@ -150,7 +154,7 @@ class JacobianSpace(GradientSpace):
         buffer = self.owner.jacobian_buffer
         if buffer is None or buffer.shape != (m, total) or buffer.dtype != dtype or buffer.device != losses.device:
             buffer = self.owner.jacobian_buffer = torch.empty(m, total, dtype=dtype, device=losses.device)
-        full = task_gradients(losses, amp, inputs, out=buffer)
+        full = task_gradients(losses, amp, inputs, out=buffer, terms=terms)
         self.jac, self.rest = full[:, :self.n], full[:, self.n:]
         self.computed = needed(needs, self.jac, self.block_sizes, self.precision)
         return self.computed
@@ -182,9 +186,9 @@ class AccumulatedSpace(GradientSpace):
     def size(self):
         return sum(p.numel() for p in self.accumulator.space), self.accumulator.n_blocks
 
-    def compute(self, losses, amp, needs):
+    def compute(self, losses, amp, needs, terms=None):
         self.needs = needs
-        grams, self.state = self.accumulator.compute(losses, self.others, self.precision, amp)
+        grams, self.state = self.accumulator.compute(losses, self.others, self.precision, amp, terms)
         self.computed = {"gram": grams[0]} if needs is Needs.GRAMIAN else {"block_grams": grams}
         return self.computed
 
@@ -205,11 +209,11 @@ class ExplicitSpace(GradientSpace):
     def size(self):
         return sum(p.numel() for p in self.params), 1
 
-    def compute(self, losses, amp, needs):
+    def compute(self, losses, amp, needs, terms=None):
         self.needs = needs
         self.losses = losses
         self.amp = amp
-        self.jac = task_gradients(losses, amp, self.params)
+        self.jac = task_gradients(losses, amp, self.params, terms=terms)
         self.computed = needed(needs, self.jac, precision=self.precision)
         return self.computed
 
@@ -250,10 +254,10 @@ class RepSpace(GradientSpace):
     def size(self):
         return self.rep.numel(), 1
 
-    def compute(self, losses, amp, needs):
+    def compute(self, losses, amp, needs, terms=None):
         self.needs = needs
         self.losses = losses
-        self.jac = task_gradients(losses, amp, [self.rep])
+        self.jac = task_gradients(losses, amp, [self.rep], terms=terms)
         self.computed = needed(needs, self.jac, precision=self.precision)
         return self.computed
 

@@ -39,9 +39,9 @@ def aligned_step(closure, engine, optimizers, *, radius: float, align: float, co
     amp = engine.scaler.scale(torch.ones((), device=shared[0].device)) if engine.scaler is not None else None
 
     losses = closure()
-    vector = engine.stack(losses)
+    terms = engine.terms(losses)  # each task's pass visits only its own graph
     out_losses = detached(losses)
-    first = vector.float() if amp is None else vector.float() * amp
+    first = terms if amp is None else [t * amp for t in terms]
     g_sh, g_sp = [], []
     for i in range(m):  # the true gradients at θ (taken of the scaled loss, unscaled)
         g = gradient_of(first[i], shared + own[i], retain_graph=i < m - 1)
@@ -49,7 +49,7 @@ def aligned_step(closure, engine, optimizers, *, radius: float, align: float, co
             g = g / amp
         g_sh.append(g[:n_sh])
         g_sp.append(g[n_sh:])
-    del losses, vector, first
+    del losses, terms, first
     with torch.no_grad():
         norms = [torch.linalg.vector_norm(g) for g in g_sh]
         shifts = []
@@ -74,7 +74,7 @@ def aligned_step(closure, engine, optimizers, *, radius: float, align: float, co
         for i, (d_sh, d_sp) in enumerate(shifts):
             deltas = _deltas(every, shared, own[i], d_sh, d_sp)
             with snapshot.shifted(deltas):
-                loss = engine.stack(closure())[i].float()
+                loss = engine.terms(closure())[i]
                 g = gradient_of(loss if amp is None else loss * amp, shared + own[i])
             final_sh = coefficients[i] * g[:n_sh] if final_sh is None else final_sh + coefficients[i] * g[:n_sh]
             final_sp.append(g[n_sh:])
