@@ -259,6 +259,28 @@ class GradientEngine:
             self.say_once(self._path_note)
         return JacobianSpace(shared, others, self.block_sizes(), self.gramian_dtype, self)
 
+    # -- AMP: a step the scaler skips leaves the weighting as it was --------------------------
+    def _snapshot(self, weighting: Weighting) -> dict | None:
+        """With a GradScaler (fp16), the weighting's buffers before it answers (None without)."""
+        if self.scaler is None:
+            return None
+        return {name: buf.clone() for name, buf in weighting.named_buffers()}
+
+    def _keep_state_on_overflow(self, weighting: Weighting, saved: dict | None, computed: dict) -> None:
+        """With a GradScaler: where the unscaled gradients the weighting saw are not finite (an
+        fp16 overflow; the scaler will skip this step and lower its scale), put its buffers back as
+        they were (a buffer this call created starts from zeros), on the device, no host sync. Else
+        one overflow would leave NaN in a weighting's state for good (DB-MTL's gradient EMA,
+        equilibrium's weights). The skipped step's answer itself is not finite, which is how the
+        scaler sees the overflow."""
+        if saved is None or not computed:
+            return
+        finite = torch.stack([torch.isfinite(v).all() for v in computed.values()]).all()
+        for name, buf in weighting.named_buffers():
+            old = saved.get(name)
+            keep = old if old is not None and old.shape == buf.shape else torch.zeros_like(buf)
+            buf.copy_(torch.where(finite, buf, keep.to(buf)))
+
     # -- distributed runs (DESIGN.md §3.7) ---------------------------------------------------------
     def _global_losses(self, vector: Tensor) -> Tensor:
         """The loss vector the weighting sees: this rank's, or in a distributed run the mean over
@@ -347,7 +369,9 @@ class GradientEngine:
             self.accumulator = None
             space = self._distribute(self._space_for(weighting, params))
             computed = space.compute(vector, amp, weighting.needs, terms)
+        saved = self._snapshot(weighting)
         answer = weighting.respond(detached, **computed).detach()
+        self._keep_state_on_overflow(weighting, saved, computed)
         p, blocks = space.size()
         form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error
         coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
