@@ -5,6 +5,7 @@ A crash at any point leaves either the old file or the new one, never a torn one
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
@@ -16,8 +17,18 @@ def _umask() -> int:
     return mask
 
 
+def writes() -> bool:
+    """Whether this process writes files: False only on the ranks other than 0 of a distributed
+    run (DESIGN.md §3.7; ``torch.distributed`` is not imported here unless the run already has)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(fh)`` on a temporary sibling of ``path``, fsync it and rename it over ``path``."""
+    """Call ``write(fh)`` on a temporary sibling of ``path``, fsync it and rename it over ``path``
+    (on rank 0 only, in a distributed run)."""
+    if not writes():
+        return
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

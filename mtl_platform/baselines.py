@@ -16,10 +16,10 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from . import runs
+from . import distributed, runs
 from .config import config_hash, dump, stl_sections
 from .errors import UserError
 from .experiment import build_experiment
@@ -58,7 +58,11 @@ def _locked(path: Path):
 
 
 def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print) -> dict:
-    """The cached STL entry of ``task`` (trained now if absent): ``{hash, path, results}``."""
+    """The cached STL entry of ``task`` (trained now if absent): ``{hash, path, results}``.
+
+    In a distributed run every rank trains the baseline with the others (the same trainer,
+    reduced the same way); rank 0 alone takes the lock, decides whether the entry exists and
+    writes it."""
     cfg = stl_config(config, task, registry)
     domain = registry.get("domain", cfg["domain"]["name"]).cls
     if hasattr(domain, "stl_domain_config"):  # what the domain's single-task run does not depend on
@@ -66,25 +70,30 @@ def ensure_baseline(config: dict, task: str, registry: Registry, pm, echo=print)
     key = config_hash(cfg, registry=registry)
     root = cache_root() / "stl"
     entry = root / key
-    with _locked(root / f"{key}.lock"):
+    writer = distributed.writes()
+    with _locked(root / f"{key}.lock") if writer else nullcontext():
         done = entry / runs.RESULTS_FILE
-        if done.exists():
+        cached = distributed.on_rank0(lambda: json.loads(done.read_text()) if done.exists() else None)
+        if cached is not None:
             echo(f"STL baseline for task {task!r}: reusing cached {key[:12]} ({entry})")
-            return {"hash": key, "path": str(entry), "results": json.loads(done.read_text()), "reused": True}
+            return {"hash": key, "path": str(entry), "results": cached, "reused": True}
         echo(f"STL baseline for task {task!r}: training ({key[:12]})")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=root))
+        tmp = Path(distributed.on_rank0(lambda: tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=root)))
         try:
-            (tmp / runs.CONFIG_FILE).write_text(dump(cfg))
+            if writer:
+                (tmp / runs.CONFIG_FILE).write_text(dump(cfg))
             trainer = Trainer(build_experiment(cfg, registry), tmp, pm, stage=f"stl:{task}", echo=echo)
             results = trainer.fit()
-            shutil.copyfile(trainer.selected_weights(), tmp / "weights.pt")
-            for name in ("model.pt", "best.pt", runs.CHECKPOINT_FILE):
-                (tmp / name).unlink(missing_ok=True)
             results["run_dir"] = str(entry)
-            runs.write_json(tmp / runs.RESULTS_FILE, results)
-            os.replace(tmp, entry)
+            if writer:
+                shutil.copyfile(trainer.selected_weights(), tmp / "weights.pt")
+                for name in ("model.pt", "best.pt", runs.CHECKPOINT_FILE):
+                    (tmp / name).unlink(missing_ok=True)
+                runs.write_json(tmp / runs.RESULTS_FILE, results)
+                os.replace(tmp, entry)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if writer:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
     return {"hash": key, "path": str(entry), "results": results, "reused": False}
 

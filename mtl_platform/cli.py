@@ -6,6 +6,7 @@ Heavy modules (torch, the trainer, matplotlib) are imported inside the commands,
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -32,19 +33,29 @@ def cli():
 @click.option("--resume", "resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint.")
 @click.option("--progress/--no-progress", default=None, help="Show progress bars (default: the config's).")
-def train(config, sets, disable, resume, progress):
+@click.option("--nproc", type=int, default=None, metavar="N",
+              help="Train data-parallel in N processes on this machine (launches torchrun; batch_size is "
+                   "per process). See docs/distributed.md.")
+def train(config, sets, disable, resume, progress, nproc):
     """Train the experiment described by CONFIG (a YAML file)."""
+    if config is not None and resume is not None:
+        raise UserError("give either CONFIG or --resume RUN_DIR, not both")
+    if nproc is not None:
+        from .launch import launch
+
+        status = launch(nproc, config, sets, disable, resume, progress)
+        if status is not None:
+            sys.exit(status)
     from .session import train as run_train
     from .trainer import NonFiniteLoss
 
-    if config is not None and resume is not None:
-        raise UserError("give either CONFIG or --resume RUN_DIR, not both")
     try:
         results = run_train(config, sets, disable, resume, progress=progress, echo=click.echo)
     except NonFiniteLoss as exc:
         click.echo(f"mtl: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"results: {results['run_dir']}/results.json")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it (the group is closed by now)
+        click.echo(f"results: {results['run_dir']}/results.json")
 
 
 @cli.command()
@@ -158,7 +169,8 @@ def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="mtl", standalone_mode=False)
     except UserError as exc:
-        click.echo(f"mtl: error: {exc}", err=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it, once
+            click.echo(f"mtl: error: {exc}", err=True)
         sys.exit(2)
     except _NO_ARGS_IS_HELP as exc:  # bare `mtl`: show the help
         click.echo(exc.ctx.get_help())

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, writes
 from .errors import UserError
 
 CONFIG_FILE = "config.yaml"
@@ -37,6 +37,8 @@ def create_run_dir(root: str | Path, name: str) -> Path:
 
 
 def append_jsonl(path: Path, row: dict) -> None:
+    if not writes():  # rank 0 writes a distributed run's files
+        return
     with open(path, "a") as fh:
         fh.write(json.dumps(row, sort_keys=True) + "\n")
         fh.flush()

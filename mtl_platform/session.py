@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from . import distributed
 from . import registry as registry_mod
 from . import runs
 from .baselines import ensure_baselines
 from .atomic import atomic_write_text
 from .config import apply_overrides, config_hash, disabled_plugins, dump, read_yaml, resolve
 from .errors import UserError
+from .contracts.domain import Domain
 from .experiment import build_domain, build_experiment
 
 
@@ -70,19 +72,57 @@ def experiment_label(config: dict, domain=None) -> str:
     return f"{prefix} · {label}" if prefix else label
 
 
+def check_distributable(config: dict, domain, plan) -> None:
+    """Refuse, in one line, what a distributed run cannot reduce: a method whose gradients are
+    taken outside the engine (a closure method, a domain's own update protocol) or a run of
+    several stages (search architectures step parts of the model by themselves)."""
+    size = distributed.world()
+    if size <= 1:
+        return
+    why = None
+    if config.get("closure") is not None:
+        why = f"closure {config['closure']['name']!r} evaluates and steps on each batch by itself"
+    elif type(domain).train_step is not Domain.train_step:
+        why = f"domain {domain.name!r} has its own update protocol"
+    elif len(plan) > 1:
+        why = f"architecture {config['architecture']['name']!r} trains in {len(plan)} stages"
+    if why:
+        raise UserError(f"distributed training ({size} processes): {why}; only the ordinary update of one "
+                        f"stage is reduced across processes, so train this config in one process")
+
+
 def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disable: Iterable[str] = (),
           resume: str | Path | None = None, extra_plugins: Iterable = (), progress: bool | None = None,
           echo=print) -> dict:
-    """Run ``mtl train``; return the results dict also written to ``results.json``."""
+    """Run ``mtl train``; return the results dict also written to ``results.json``. Under
+    ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes and speaks."""
     config, registry, pm, run_dir = prepare(config_path, sets, disable, resume, extra_plugins, progress)
+    joined = distributed.requested_world() > 1 and distributed.world() == 1
+    distributed.init_from_env(config["train"]["device"])
+    try:
+        return _train(config, registry, pm, run_dir, resume, echo if distributed.writes() else _silent)
+    finally:
+        if joined:
+            distributed.close()
+
+
+def _silent(*args, **kwargs) -> None:
+    """The echo of the ranks other than 0."""
+
+
+def _train(config, registry, pm, run_dir, resume, echo) -> dict:
+    if not distributed.writes():
+        config["train"]["progress"] = False
     arch = registry.get("architecture", config["architecture"]["name"]).cls
     domain = build_domain(config, registry)  # loads the data: a bad path fails here
     # what a search will fill in is checked with the architecture's placeholders now
     checked = dict(config, weighting=arch.checked_weighting(config["weighting"], domain.task_names))
     exp = build_experiment(checked, registry, domain)  # builds model and weighting: bad parameters fail here
     plan = arch.stage_plan(config, domain=exp.domain, registry=registry)  # a bad stage setting fails here
+    check_distributable(config, exp.domain, plan)
     if run_dir is None:
-        run_dir = runs.create_run_dir(config["output"]["root"], config["output"]["name"])
+        run_dir = Path(distributed.on_rank0(
+            lambda: str(runs.create_run_dir(config["output"]["root"], config["output"]["name"]))))
         atomic_write_text(run_dir / runs.CONFIG_FILE, dump(config))
         echo(f"run directory: {run_dir}")
     baselines = None
@@ -111,7 +151,7 @@ def train(config_path: str | Path | None = None, sets: Iterable[str] = (), disab
     except KeyboardInterrupt:
         echo(f"interrupted; continue with: mtl train --resume {run_dir}")
         raise
-    if baselines:
+    if baselines and distributed.writes():
         from .report import build_report, render_terminal, write_report
 
         report = build_report([results])

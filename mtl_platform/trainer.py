@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import runs
+from . import distributed, runs
 from .batches import to_device
 from .checkpoint import atomic_save, load, rng_state, seed_everything, set_rng_state
 from .contracts.step import StepOutput
@@ -107,11 +107,14 @@ class Trainer:
         e = self.exp
         return {
             "format": 1, "stage": self.run.stage, "epoch": epoch, "batch": batch, "step": self.run.step,
+            "world": distributed.world(),  # a resume needs the same number of processes
             "rows": len(self.rows),
             "model": e.model.state_dict(), "weighting": e.weighting.state_dict(),
             "optimizers": [o.state_dict() for o in e.optimizers],
             "scheduler": e.scheduler.state_dict() if e.scheduler is not None else None,
-            "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+            # each rank's own sum of its shards' losses, one row per rank (a resume continues each)
+            "loss_sum": distributed.gather(self.loss_sum) if distributed.world() > 1 else self.loss_sum,
+            "loss_count": self.loss_count,
             "weight_sum": self.weight_sum, "weight_count": self.weight_count,
             **{("engine_steps" if k == "steps" else k): v for k, v in e.engine.state_dict().items()},
             "rng": rng_state(),
@@ -133,13 +136,18 @@ class Trainer:
         if not self.checkpoint_path.exists():
             self.echo(f"no checkpoint in {self.run_dir}: the run was stopped before its first checkpoint; "
                       f"starting it again from scratch")
-            self.metrics_path.unlink(missing_ok=True)
-            self.diagnostics_path.unlink(missing_ok=True)
+            if distributed.writes():
+                self.metrics_path.unlink(missing_ok=True)
+                self.diagnostics_path.unlink(missing_ok=True)
             return 0, 0
         try:
             state = load(self.checkpoint_path, map_location=self.exp.device)
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{self.checkpoint_path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        saved_world = state.get("world", 1)
+        if saved_world != distributed.world():
+            raise UserError(f"--resume {self.run_dir}: the run was trained with {saved_world} process(es), "
+                            f"this resume has {distributed.world()}; resume it with --nproc {saved_world}")
         e = self.exp
         e.model.load_state_dict(state["model"])
         e.weighting.load_state_dict(state["weighting"])
@@ -147,7 +155,8 @@ class Trainer:
             opt.load_state_dict(s)
         if e.scheduler is not None:
             e.scheduler.load_state_dict(state["scheduler"])
-        self.loss_sum = state["loss_sum"].to(e.device)
+        self.loss_sum = (state["loss_sum"][distributed.rank()] if distributed.world() > 1
+                         else state["loss_sum"]).to(e.device)
         self.loss_count = state["loss_count"]
         self.weight_sum = state["weight_sum"].to(e.device)
         self.weight_count = state["weight_count"]
@@ -167,7 +176,12 @@ class Trainer:
 
     # -- non-finite guard ------------------------------------------------------------------
     def check_finite(self) -> None:
-        """One host sync: raise if any task's loss was non-finite since the last check."""
+        """One host sync: raise if any task's loss was non-finite since the last check (on any
+        rank of a distributed run: the earliest step, all ranks agree)."""
+        if distributed.world() > 1:
+            never = torch.iinfo(self.bad_step.dtype).max
+            flags = distributed.min_(torch.where(self.bad_step >= 0, self.bad_step, never))
+            self.bad_step = torch.where(flags == never, torch.full_like(flags, -1), flags)
         if bool((self.bad_step >= 0).any()):
             steps = self.bad_step.tolist()
             first = min((s, i) for i, s in enumerate(steps) if s >= 0)
@@ -182,6 +196,7 @@ class Trainer:
         start_epoch, start_batch = self.restore() if resume else (0, 0)
         if start_epoch == 0 and start_batch == 0 and self.run.step == 0:
             seed_everything(self.cfg["seed"], self.cfg["deterministic"])
+        distributed.broadcast_state(self.exp.model)  # every rank starts from rank 0's model
         for opt in self.exp.optimizers:
             opt.zero_grad(set_to_none=True)
         self.pm.hook.mtl_run_start(run=self.run)
@@ -254,11 +269,13 @@ class Trainer:
 
     def end_epoch(self, epoch: int) -> None:
         e = self.exp
-        mean_losses = self.loss_sum / max(self.loss_count, 1)
+        mean_losses = distributed.mean_(self.loss_sum / max(self.loss_count, 1))  # the global batches' losses
         e.weighting.epoch_end(mean_losses.to(torch.float32))
         evals = {}
         for split in ("val", "test"):
-            evals[split] = e.domain.evaluate(e.model, split)
+            # every rank evaluates the whole split (its random draws stay in step with the others');
+            # rank 0's figures are everyone's, so selection and early stopping agree across ranks
+            evals[split] = distributed.broadcast_object(e.domain.evaluate(e.model, split))
             self.pm.hook.mtl_evaluate(run=self.run, split=split, epoch=epoch, results=evals[split])
         row = {
             "epoch": epoch, "step": self.run.step,

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from .. import distributed
 from ..batches import Batches, batch_indices, subset, to_device
 from ..errors import UserError
 from ..params import Param, did_you_mean
@@ -103,12 +104,18 @@ class Domain(Configurable):
             self.dataset(split)
 
     def loaders(self, split: str, epoch: int = 0, start: int = 0) -> Batches:
-        """Batches of ``split``; training order is a pure function of (seed, epoch)."""
+        """Batches of ``split``; training order is a pure function of (seed, epoch).
+
+        In a distributed run ``batch_size`` is per rank: the training batches are the global
+        batches of ``batch_size × world`` samples, each rank taking its contiguous slice
+        (``distributed.shard``); evaluation reads the whole split on every rank."""
         data = self.dataset(split)
         train = split == "train"
-        size = self.config["batch_size"] if train else self.config["eval_batch_size"]
+        world = distributed.world() if train else 1
+        size = self.config["batch_size"] * world if train else self.config["eval_batch_size"]
         chunks = batch_indices(len(data), size, shuffle=train, seed=self.seed, epoch=epoch,
                                drop_last=train and self.config["drop_last"])
+        chunks = distributed.shard(chunks, distributed.rank(), world)
         return Batches(data, chunks, start=start, num_workers=self.config["num_workers"])
 
     def split_train(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:

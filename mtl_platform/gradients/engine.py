@@ -38,6 +38,22 @@ calls ``scaler.step``/``scaler.update``, which unscale, skip steps with inf/NaN 
 adapt the scale. The scale is read as a device tensor (no host sync). The forward runs under
 ``torch.autocast`` set up by the trainer.
 
+Distributed runs (DESIGN.md §3.7, ``mtl_platform.distributed``): the engine is where the ranks
+meet, before the weighting runs, so every rank computes the same answer from the global batch.
+The loss vector is all-reduced to its mean (loss weightings, ``after_step`` closures). ``param``
+mode: the m × P Jacobian of every trainable parameter is all-reduced to its mean, one flat
+buffer, and everything applied comes from it (no further communication). ``rep`` mode: each
+rank's rows of z are disjoint coordinates of the global z, so the ranks' Gramian pieces
+J_r J_rᵀ are summed (m × m, divided by world²) and each rank applies the answer to its own rows;
+a weighting that needs the Jacobian over z uses ``param`` instead (gathering J over z is not
+implemented). The accumulated Gramian path is not used: (Σ_r J_r)(Σ_r J_r)ᵀ ≠ Σ_r J_r J_rᵀ, and the
+cross terms need the Jacobian, so the engine all-reduces the Jacobian instead and says so once.
+Gradients a backward pass of a rank's own losses leaves in ``.grad`` (the loss path, ``rep``
+mode, an explicit space's other parameters) are averaged in one all-reduce of one flat buffer.
+Weightings that draw random numbers (PCGrad, GradDrop, RLW, …) draw the same numbers on every
+rank: all ranks seed alike, shards have equal sizes, and every rank evaluates alike, so their
+generators stay in step. The sequential update (several steps per batch) is refused.
+
 Diagnostics (every ``diagnostics_every`` steps, on the device): task weights, gradient norms,
 pairwise cosines and the fraction of conflicting pairs, over the shared parameters. For a
 loss-only weighting this costs one extra batched VJP on those steps only.
@@ -50,6 +66,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
 from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
 from .accumulate import GramianAccumulator
@@ -67,6 +84,31 @@ def _without_gradients(closure):
         with torch.no_grad():
             return {k: v.detach() for k, v in closure().items()}
     return run
+
+
+def _stderr(message: str) -> None:
+    """The engine's default echo: stderr, on rank 0 only in a distributed run."""
+    if distributed.writes():
+        print(message, file=sys.stderr)
+
+
+def _global(closure):
+    """``closure``'s losses as means over ranks (a distributed run's weighting sees the global
+    batch's losses in ``after_step`` too); in one process ``closure`` itself."""
+    if distributed.world() <= 1:
+        return closure
+
+    def run():
+        losses = closure()
+        names = list(losses)
+        means = distributed.mean_(torch.stack([losses[k].reshape(()).float() for k in names]))
+        return dict(zip(names, means.unbind()))
+    return run
+
+
+_DISTRIBUTED_PATH_NOTE = ("gradients: task Gramian from the per-task Jacobian in a distributed run (the ranks' "
+                          "accumulated Gramians do not sum to the global one: (sum_r J_r)(sum_r J_r)^T is not "
+                          "sum_r J_r J_r^T, so the m x P Jacobian is all-reduced instead)")
 
 
 class GradientEngine:
@@ -90,7 +132,7 @@ class GradientEngine:
         self.tasks = list(tasks)
         self.mode = mode
         self.diagnostics_every = diagnostics_every
-        self.echo = echo or (lambda message: print(message, file=sys.stderr))
+        self.echo = echo or _stderr
         self.scaler = scaler
         self.accumulate = int(accumulate)
         self.micro_steps = 0
@@ -137,6 +179,8 @@ class GradientEngine:
             why = "an explicit gradient space was given"
         elif weighting.needs is Needs.BLOCK_GRAMIANS:
             why = "the weighting needs per-block Gramians"
+        elif weighting.needs is Needs.JACOBIAN and distributed.world() > 1:
+            why = "a distributed run reduces the Gramian's pieces over z, not the Jacobian"
         elif not getattr(self.model, "has_rep", False) or not isinstance(rep, Tensor) or not rep.requires_grad:
             why = "the architecture exposes no single shared representation"
         if why:
@@ -153,6 +197,9 @@ class GradientEngine:
         if weighting.needs not in (Needs.GRAMIAN, Needs.BLOCK_GRAMIANS) or (weighting.mode or self.mode) != "param":
             return None
         if self.gramian_path == "jacobian" or not self.shared():
+            return None
+        if distributed.world() > 1:
+            self._path_note = _DISTRIBUTED_PATH_NOTE
             return None
         params = [p for p in self.model.parameters() if p.requires_grad]
         size_mb = len(self.tasks) * sum(p.numel() * p.element_size() for p in params) / 2 ** 20
@@ -212,6 +259,58 @@ class GradientEngine:
             self.say_once(self._path_note)
         return JacobianSpace(shared, others, self.block_sizes(), self.gramian_dtype, self)
 
+    # -- AMP: a step the scaler skips leaves the weighting as it was --------------------------
+    def _snapshot(self, weighting: Weighting) -> dict | None:
+        """With a GradScaler (fp16), the weighting's buffers before it answers (None without)."""
+        if self.scaler is None:
+            return None
+        return {name: buf.clone() for name, buf in weighting.named_buffers()}
+
+    def _keep_state_on_overflow(self, weighting: Weighting, saved: dict | None, computed: dict) -> None:
+        """With a GradScaler: where the unscaled gradients the weighting saw are not finite (an
+        fp16 overflow; the scaler will skip this step and lower its scale), put its buffers back as
+        they were (a buffer this call created starts from zeros), on the device, no host sync. Else
+        one overflow would leave NaN in a weighting's state for good (DB-MTL's gradient EMA,
+        equilibrium's weights). The skipped step's answer itself is not finite, which is how the
+        scaler sees the overflow."""
+        if saved is None or not computed:
+            return
+        finite = torch.stack([torch.isfinite(v).all() for v in computed.values()]).all()
+        for name, buf in weighting.named_buffers():
+            old = saved.get(name)
+            keep = old if old is not None and old.shape == buf.shape else torch.zeros_like(buf)
+            buf.copy_(torch.where(finite, buf, keep.to(buf)))
+
+    # -- distributed runs (DESIGN.md §3.7) ---------------------------------------------------------
+    def _global_losses(self, vector: Tensor) -> Tensor:
+        """The loss vector the weighting sees: this rank's, or in a distributed run the mean over
+        ranks (the loss of the global batch; every rank's shard has the same size)."""
+        detached = vector.detach()
+        return distributed.mean_(detached.clone()) if distributed.world() > 1 else detached
+
+    def _distribute(self, space):
+        """Give ``space`` its reduction over ranks: the per-task gradients (m × P, one all-reduce
+        to their mean) in ``param`` mode, the Gramian's pieces (m × m, summed, /world²) in ``rep``
+        mode. In one process the space is returned as it is."""
+        size = distributed.world()
+        if size > 1:
+            if isinstance(space, RepSpace):
+                space.reduce_gramian = lambda gram: distributed.sum_(gram).div_(size * size)
+            else:
+                space.reduce = distributed.mean_
+        return space
+
+    def _average_local_gradients(self, space=None) -> None:
+        """In a distributed run, average the gradients a backward pass of this rank's own losses
+        left in ``.grad`` (the loss path, ``rep`` mode, an explicit space's other parameters):
+        one all-reduce of one flat buffer."""
+        if distributed.world() > 1 and (space is None or space.local_backward):
+            params = list(self.model.parameters())
+            if isinstance(space, ExplicitSpace):
+                known = {id(p) for p in params}
+                params += [p for p in space.params if id(p) not in known]
+            distributed.average_gradients(params)
+
     # -- the call -------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
                  weighting: Weighting | None = None) -> Tensor:
@@ -227,7 +326,7 @@ class GradientEngine:
                 self.accumulator.clear()  # the module outputs of this forward are used up
 
     def _backward(self, vector: Tensor, params, weighting: Weighting, terms: list[Tensor]) -> Tensor:
-        detached = vector.detach()
+        detached = self._global_losses(vector)
         amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
         apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
         self.steps += 1
@@ -239,38 +338,45 @@ class GradientEngine:
                           f"reduces to the plain sum of task losses")
             answer = torch.ones_like(detached)
             (vector * apply).sum().backward()
+            self._average_local_gradients()
             self.last_weights = answer
             return answer
         if weighting.needs is Needs.LOSSES:
             answer = weighting.respond(detached).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
+            self._average_local_gradients()
             if diagnose and self.shared():
-                self.record(answer, gramian(task_gradients(vector, amp, self.shared()), self.gramian_dtype))
+                jac = distributed.mean_(task_gradients(vector, amp, self.shared()))
+                self.record(answer, gramian(jac, self.gramian_dtype))
             computed: dict = {}
         else:
-            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose, terms)
+            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose, terms,
+                                                   detached)
         aux = weighting.aux_loss(detached, **computed)
         if aux is not None:
             (aux / self.accumulate).backward()
         self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
         return answer
 
-    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms):
+    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms, detached):
         m = vector.shape[0]
-        space = self._space_for(weighting, params)
+        space = self._distribute(self._space_for(weighting, params))
         computed = space.compute(vector, amp, weighting.needs, terms)
         if isinstance(space, AccumulatedSpace) and not self._verified and not self._verify(space, terms, amp):
             self.say_once(f"gradients: the accumulated task Gramian disagrees with the model's gradients (a "
                           f"parameter used outside its module's forward?); using the per-task Jacobian from now on")
             self.accumulator.close()
             self.accumulator = None
-            space = self._space_for(weighting, params)
+            space = self._distribute(self._space_for(weighting, params))
             computed = space.compute(vector, amp, weighting.needs, terms)
-        answer = weighting.respond(vector.detach(), **computed).detach()
+        saved = self._snapshot(weighting)
+        answer = weighting.respond(detached, **computed).detach()
+        self._keep_state_on_overflow(weighting, saved, computed)
         p, blocks = space.size()
         form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error
         coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
         space.apply(answer, coeff, apply)
+        self._average_local_gradients(space)
         if diagnose:
             self.record(answer, space.gram())
         return answer, computed
@@ -286,6 +392,9 @@ class GradientEngine:
         if self.accumulate != 1:
             raise UserError(f"train.accumulate: got {self.accumulate}; the sequential update steps the "
                             f"optimizer several times per batch and cannot accumulate gradients")
+        if distributed.world() > 1:
+            raise UserError("the sequential update (several optimizer steps per batch) does not run "
+                            "distributed; train it in one process")
         weighting = self.weighting
         if weighting.needs is Needs.LOSSES:  # a loss weighting is one step: the summed update
             answer = self.backward(losses, params)
@@ -340,7 +449,7 @@ class GradientEngine:
         if not self._step(optimizers):
             return False
         if closure is not None:
-            self.weighting.after_step(_without_gradients(closure))
+            self.weighting.after_step(_global(_without_gradients(closure)))
         elif type(self.weighting).after_step is not Weighting.after_step:
             self.say_once(f"gradients: weighting {self.weighting.name!r} acts after each optimizer step, but this "
                           f"update protocol gives the engine no closure to re-evaluate the batch; it is skipped")

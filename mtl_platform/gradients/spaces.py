@@ -91,6 +91,12 @@ class GradientSpace:
     #: keep the autograd graph in ``apply``, so the space can apply several answers of one
     #: computation (the sequential update); the accumulated space cannot and is never asked to
     retain: bool = False
+    #: a distributed run's reduction of the per-task gradients over ranks, in place, before
+    #: anything is computed from them (``GradientEngine._distribute``); None in one process
+    reduce = None
+    #: whether ``apply`` backpropagates this rank's own losses, so ``.grad`` then holds a
+    #: per-rank gradient a distributed run must average (False: everything applied is reduced)
+    local_backward: bool = True
 
     def __init__(self, precision: str):
         self.precision = precision
@@ -135,6 +141,8 @@ class GradientSpace:
 
 
 class JacobianSpace(GradientSpace):
+    local_backward = False  # every trainable parameter's gradient comes from the reduced Jacobian
+
     def __init__(self, shared: Sequence[Tensor], others: Sequence[Tensor], block_sizes: Sequence[int],
                  precision: str, buffer_owner):
         super().__init__(precision)
@@ -155,6 +163,8 @@ class JacobianSpace(GradientSpace):
         if buffer is None or buffer.shape != (m, total) or buffer.dtype != dtype or buffer.device != losses.device:
             buffer = self.owner.jacobian_buffer = torch.empty(m, total, dtype=dtype, device=losses.device)
         full = task_gradients(losses, amp, inputs, out=buffer, terms=terms)
+        if self.reduce is not None:
+            self.reduce(full)
         self.jac, self.rest = full[:, :self.n], full[:, self.n:]
         self.computed = needed(needs, self.jac, self.block_sizes, self.precision)
         return self.computed
@@ -205,6 +215,7 @@ class ExplicitSpace(GradientSpace):
         self.params = [p for p in params if p.requires_grad]
         # the trainable parameters outside the space (None: unknown); none at all → no backward
         self.others = None if others is None else list(others)
+        self.local_backward = not (self.others is not None and not self.others)
 
     def size(self):
         return sum(p.numel() for p in self.params), 1
@@ -214,6 +225,8 @@ class ExplicitSpace(GradientSpace):
         self.losses = losses
         self.amp = amp
         self.jac = task_gradients(losses, amp, self.params, terms=terms)
+        if self.reduce is not None:
+            self.reduce(self.jac)
         self.computed = needed(needs, self.jac, precision=self.precision)
         return self.computed
 
@@ -247,6 +260,15 @@ class ExplicitSpace(GradientSpace):
 
 
 class RepSpace(GradientSpace):
+    """In a distributed run each rank holds the rows of z of its own samples: disjoint
+    coordinates of the global representation, so the global Gramian is the sum of the ranks'
+    pieces J_r J_rᵀ (scaled by 1/world², the losses being means over ranks). ``reduce_gramian``
+    sums them; each rank then applies the answer to its own rows, and the engine averages the
+    encoder's gradients. The Jacobian over z is never gathered."""
+
+    #: a distributed run's reduction of this rank's Gramian piece to the global Gramian (in place)
+    reduce_gramian = None
+
     def __init__(self, rep: Tensor, precision: str):
         super().__init__(precision)
         self.rep = rep
@@ -259,6 +281,8 @@ class RepSpace(GradientSpace):
         self.losses = losses
         self.jac = task_gradients(losses, amp, [self.rep], terms=terms)
         self.computed = needed(needs, self.jac, precision=self.precision)
+        if self.reduce_gramian is not None:
+            self.reduce_gramian(self.computed["gram"])
         return self.computed
 
     def apply(self, answer, coeff, scale):

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import runs
+from ..atomic import writes
 from ..contracts.stage import Stage, StageContext
 from ..errors import UserError
 from .train import TrainStage
@@ -45,7 +46,8 @@ def run_stages(plan: list[Stage], ctx: StageContext) -> dict:
             ctx.echo(f"stage {stage.name}: finished before, reusing its results")
             continue
         resuming = ctx.resume and folder.exists() and any(folder.iterdir())
-        folder.mkdir(parents=True, exist_ok=True)
+        if writes():  # rank 0 of a distributed run
+            folder.mkdir(parents=True, exist_ok=True)
         if len(plan) > 1:
             ctx.echo(f"stage {i + 1}/{len(plan)}: {stage.name}" + (" (resuming)" if resuming else ""))
         sub = replace(ctx, stage_dir=folder, previous=dict(previous), resume=resuming, final=final)
