@@ -103,6 +103,7 @@ class MetaWorld(Domain):
         self.pending_replay: Path | None = None
         self.critic_sum = None
         self.critic_count = 0
+        self.epoch_ended = False  # an epoch ended whose critic means the critic weighting has not had
         self._said: set[str] = set()
 
     def build_tasks(self):
@@ -181,8 +182,9 @@ class MetaWorld(Domain):
     def loaders(self, split, epoch=0, start=0):
         if split != "train":
             return self.load_split(split)
-        if start == 0 and epoch > 0 and self.critic_count:
-            self._critic_epoch_end()
+        # the critic family's previous epoch ends at this epoch's first update (the model is known
+        # there; a resumed run calls this before any step)
+        self.epoch_ended = start == 0 and epoch > 0
         n = self.config["steps_per_epoch"]
         return Steps(start, n)
 
@@ -246,6 +248,10 @@ class MetaWorld(Domain):
         c = self.config
         device = next(model.parameters()).device
         self._setup(model, device)
+        if self.epoch_ended:
+            if self.critic_count:
+                self._critic_epoch_end()
+            self.epoch_ended = False
         self._reset_if_needed()
         obs = torch.as_tensor(self.obs, dtype=torch.float32).to(device)
         if self.steps < c["warmup_steps"]:

@@ -61,6 +61,7 @@ def fresh(domain):
     """The shared domain as a new run would find it (environments kept, no buffer, step 0)."""
     domain.replay = domain.sac = domain.critic_sum = None
     domain.steps, domain.ready, domain.critic_count = 0, None, 0
+    domain.__dict__.pop("_model", None)  # what the previous run's setup left: a new run has none
     return domain
 
 
@@ -197,25 +198,26 @@ def test_mt1_runs_the_trainer_and_records_versions(registry, tmp_path, one_threa
 
 
 # -- resume ------------------------------------------------------------------------------------
-def test_a_resumed_run_continues_at_the_saved_step_with_the_same_buffer(registry, domain, tmp_path):
+@pytest.mark.parametrize("weighting", ["ew", "dwa"])  # DWA: the critic's epoch means cross the cut
+def test_a_resumed_run_continues_at_the_saved_step_with_the_same_buffer(registry, domain, tmp_path, weighting):
     pm = registry_mod.load()[1]
     full = tmp_path / "full"
     cut = tmp_path / "cut"
     for d in (full, cut):
         d.mkdir()
-    Trainer(build_experiment(config(registry, **{"train.epochs": 2}), registry, domain=fresh(domain)),
+    Trainer(build_experiment(config(registry, weighting=weighting, **{"train.epochs": 2}), registry, domain=fresh(domain)),
             full, pm).fit()
     straight = {k: v.clone() for k, v in domain.replay.data.items()}
-    final = build_experiment(config(registry), registry, domain=fresh(domain))
+    final = build_experiment(config(registry, weighting=weighting), registry, domain=fresh(domain))
     Trainer(final, cut, pm).fit()  # one epoch, then "killed"
     saved = {k: v.clone() for k, v in domain.replay.data.items()}
-    resumed = build_experiment(config(registry, **{"train.epochs": 2}), registry, domain=fresh(domain))
+    resumed = build_experiment(config(registry, weighting=weighting, **{"train.epochs": 2}), registry, domain=fresh(domain))
     trainer = Trainer(resumed, cut, pm)
     trainer.restore()
     assert domain.steps == 40 and trainer.run.step == 40
     domain._setup(resumed.model, torch.device("cpu"))
     assert all(torch.equal(domain.replay.data[k], saved[k]) for k in saved)
-    Trainer(build_experiment(config(registry, **{"train.epochs": 2}), registry, domain=fresh(domain)),
+    Trainer(build_experiment(config(registry, weighting=weighting, **{"train.epochs": 2}), registry, domain=fresh(domain)),
             cut, pm).fit(resume=True)
     assert all(torch.equal(domain.replay.data[k], straight[k]) for k in straight)  # the same transitions
     a = torch.load(full / "model.pt", weights_only=True)
