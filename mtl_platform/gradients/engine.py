@@ -214,19 +214,22 @@ class GradientEngine:
 
     # -- the call -------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
-                 weighting: Weighting | None = None) -> Tensor:
-        """Add the weighting's update to ``.grad``; return its answer (detached)."""
+                 weighting: Weighting | None = None, present: Tensor | None = None) -> Tensor:
+        """Add the weighting's update to ``.grad``; return its answer (detached). ``present``: an
+        optional (m,) bool tensor, which tasks have a labelled sample in the batch (partial labels),
+        handed to the weighting (``Weighting.respond``)."""
         terms = self.terms(losses)
         vector = torch.stack(terms)
         # Gramians, solvers and weights in full precision, even inside the trainer's autocast.
         try:
             with torch.autocast(vector.device.type, enabled=False):
-                return self._backward(vector, params, weighting or self.weighting, terms)
+                return self._backward(vector, params, weighting or self.weighting, terms, present)
         finally:
             if self.accumulator is not None:
                 self.accumulator.clear()  # the module outputs of this forward are used up
 
-    def _backward(self, vector: Tensor, params, weighting: Weighting, terms: list[Tensor]) -> Tensor:
+    def _backward(self, vector: Tensor, params, weighting: Weighting, terms: list[Tensor],
+                  present: Tensor | None = None) -> Tensor:
         detached = vector.detach()
         amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
         apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
@@ -242,20 +245,20 @@ class GradientEngine:
             self.last_weights = answer
             return answer
         if weighting.needs is Needs.LOSSES:
-            answer = weighting.respond(detached).detach()
+            answer = weighting.respond(detached, present=present).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
             if diagnose and self.shared():
                 self.record(answer, gramian(task_gradients(vector, amp, self.shared()), self.gramian_dtype))
             computed: dict = {}
         else:
-            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose, terms)
-        aux = weighting.aux_loss(detached, **computed)
+            answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose, terms, present)
+        aux = weighting.respond_aux(detached, present=present, **computed)
         if aux is not None:
             (aux / self.accumulate).backward()
         self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
         return answer
 
-    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms):
+    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms, present=None):
         m = vector.shape[0]
         space = self._space_for(weighting, params)
         computed = space.compute(vector, amp, weighting.needs, terms)
@@ -266,7 +269,7 @@ class GradientEngine:
             self.accumulator = None
             space = self._space_for(weighting, params)
             computed = space.compute(vector, amp, weighting.needs, terms)
-        answer = weighting.respond(vector.detach(), **computed).detach()
+        answer = weighting.respond(vector.detach(), present=present, **computed).detach()
         p, blocks = space.size()
         form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error
         coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
