@@ -10,23 +10,34 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 
 class TensorTaskDataset(Dataset):
-    """Inputs and per-task targets held as tensors; batches are gathered with one index op."""
+    """Inputs and per-task targets held as tensors; batches are gathered with one index op.
 
-    def __init__(self, inputs: Tensor, targets: Mapping[str, Tensor]):
+    ``labelled``: for tasks whose labels some samples lack, a bool tensor (n,) True where the
+    sample has the label (``mtl_platform.labels``); batches are then
+    ``(inputs, targets, {task: labelled})``, else ``(inputs, targets)``."""
+
+    def __init__(self, inputs: Tensor, targets: Mapping[str, Tensor], labelled: Mapping[str, Tensor] | None = None):
         n = len(inputs)
-        for task, t in targets.items():
+        for task, t in [*targets.items(), *(labelled or {}).items()]:
             if len(t) != n:
                 raise ValueError(f"target {task!r} has {len(t)} rows, inputs have {n}")
         self.inputs = inputs
         self.targets = dict(targets)
+        self.labelled = dict(labelled or {})
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def __getitem__(self, i):
+        if self.labelled:
+            return (self.inputs[i], {t: v[i] for t, v in self.targets.items()},
+                    {t: v[i] for t, v in self.labelled.items()})
         return self.inputs[i], {t: v[i] for t, v in self.targets.items()}
 
     def get_batch(self, index: Tensor):
+        if self.labelled:
+            return (self.inputs[index], {t: v[index] for t, v in self.targets.items()},
+                    {t: v[index] for t, v in self.labelled.items()})
         return self.inputs[index], {t: v[index] for t, v in self.targets.items()}
 
 

@@ -21,6 +21,9 @@ class ClassificationTask(Task):
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(pred, target)
 
+    def sample_losses(self, pred: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(pred, target, reduction="none")
+
     def metric_sums(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         return {"correct": (pred.argmax(1) == target).sum(),
                 "loss": F.cross_entropy(pred, target, reduction="sum"),
@@ -40,6 +43,10 @@ class RegressionTask(Task):
 
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(pred.reshape(target.shape), target)
+
+    def sample_losses(self, pred: Tensor, target: Tensor) -> Tensor:
+        err = (pred.reshape(target.shape) - target).pow(2)
+        return err.reshape(err.shape[0], -1).mean(1)
 
     def metric_sums(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         err = pred.reshape(target.shape) - target

@@ -1,6 +1,7 @@
 """The task-domain contract and its default update protocol (DESIGN.md §3.3)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from torch.utils.data import Dataset
 from .. import distributed
 from ..batches import Batches, batch_indices, subset, to_device
 from ..errors import UserError
+from ..labels import present, unpack
 from ..params import Param, did_you_mean
 from .closure import LossClosure
 from .component import Configurable
@@ -24,7 +26,10 @@ class Domain(Configurable):
 
     Subclasses implement ``build_tasks``, ``dataset(split)``, ``encoder_factory`` and
     ``head_factory``; the defaults of ``losses``, ``train_step`` and ``evaluate`` fit
-    ordinary supervised multi-task data whose batches are ``(inputs, {task: target})``.
+    ordinary supervised multi-task data whose batches are ``(inputs, {task: target})`` or, where
+    samples may lack some tasks' labels, ``(inputs, {task: target}, {task: labelled})``
+    (``mtl_platform.labels``: losses and metrics over the labelled samples, the weighting told
+    which tasks are present).
     Validation data must never be carved from the test split.
     """
 
@@ -184,9 +189,14 @@ class Domain(Configurable):
 
     # -- the update protocol --------------------------------------------------------------
     def losses(self, batch, model: nn.Module) -> dict[str, Tensor]:
-        inputs, targets = batch
+        inputs, targets, labelled = unpack(batch)
         preds = model(inputs)
-        return {t.name: t.loss(preds[t.name], targets[t.name]) for t in self.tasks}
+        return {t.name: t.labelled_loss(preds[t.name], targets[t.name], labelled.get(t.name)) for t in self.tasks}
+
+    def present(self, batch) -> Tensor | None:
+        """Which loss terms have a labelled sample in ``batch``: a (m,) bool tensor on the device
+        (``labels.present``), or None when the batch carries no label mask."""
+        return present(unpack(batch)[2], self.task_names)
 
     def train_step(self, batch, model: nn.Module, engine, optimizers) -> StepOutput:
         """The default protocol: losses, one engine backward, one (possibly accumulated) step,
@@ -197,22 +207,33 @@ class Domain(Configurable):
         return the plain dict of detached losses; the trainer then logs no weights.)
         """
         losses = self.losses(batch, model)
-        answer = engine.backward(losses)
+        answer = engine.backward(losses, present=self.present(batch))
         engine.step(optimizers, closure=lambda: self.losses(batch, model))
         return StepOutput(detached(losses), task_weights(answer, len(engine.tasks)))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, dict[str, float]]:
-        """Metrics of every evaluated task over the whole split, accumulated on the device."""
+        """Metrics of every evaluated task over the whole split, accumulated on the device; with
+        label masks, over each task's labelled samples only (``Task.labelled_sums``). A task with
+        no labelled sample in the split reports NaN for every metric, with a one-line warning."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         sums: dict[str, dict[str, Tensor]] = {t: {} for t in self.eval_tasks}
+        counts: dict[str, Tensor] = {}  # labelled samples per masked task, on the device
         for batch in self.loaders(split):
-            inputs, targets = to_device(batch, device)
+            inputs, targets, labelled = unpack(to_device(batch, device))
             preds = model(inputs)
             for name in self.eval_tasks:
-                for key, value in self.task(name).metric_sums(preds[name], targets[name]).items():
+                mask = labelled.get(name)
+                if mask is not None:
+                    counts[name] = counts.get(name, 0) + mask.sum()
+                for key, value in self.task(name).labelled_sums(preds[name], targets[name], mask).items():
                     sums[name][key] = sums[name][key] + value if key in sums[name] else value
         model.train(was_training)
-        return {name: self.task(name).finalize(sums[name]) for name in self.eval_tasks}
+        empty = {name for name, count in counts.items() if int(count) == 0}  # once per evaluation
+        for name in sorted(empty):
+            warnings.warn(f"task {name!r} has no labelled sample in split {split!r}: its metrics are NaN",
+                          stacklevel=2)
+        return {name: ({m.name: float("nan") for m in self.task(name).metrics} if name in empty
+                       else self.task(name).finalize(sums[name])) for name in self.eval_tasks}

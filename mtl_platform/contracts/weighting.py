@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .absent import TREATMENTS, fold, substitute, substitution
 from .component import Configurable
 
 
@@ -67,12 +68,20 @@ class Weighting(Configurable, nn.Module):
     - ``"no_conflict"``: the combined gradient d has g_iᵀd ≥ 0 for every task i (up to rounding);
     - ``"min_norm"``: d is the minimum-norm point of the convex hull of the task gradients
       (weights on the simplex with (Gw)_i ≥ wᵀGw for every i — MGDA's optimality condition).
+
+    Partial labels: the engine may tell ``respond`` (and ``respond_aux``) which tasks have a
+    labelled sample in the batch, ``present`` (m,) bool on the device; an absent task's loss is
+    0 and its gradient row zero. ``absent_tasks`` says how the weighting takes that
+    (``contracts.absent``): ``"zero"`` (default: it sees the zero row and loss as they are),
+    ``"substitute"`` (it sees absent tasks replaced by the mean of the present ones) or ``"own"``
+    (``weights`` and ``aux_loss`` receive ``present=`` and handle it).
     """
 
     needs = Needs.LOSSES
     scales_heads = True
     mode: str | None = None
     promises: tuple[str, ...] = ()
+    absent_tasks = "zero"
 
     def __init__(self, tasks: list[str], **params):
         nn.Module.__init__(self)
@@ -107,12 +116,39 @@ class Weighting(Configurable, nn.Module):
     def weights(self, losses: Tensor, **computed) -> Tensor:
         raise NotImplementedError
 
-    def respond(self, losses: Tensor, **computed) -> Tensor:
+    def respond(self, losses: Tensor, present: Tensor | None = None, **computed) -> Tensor:
         """What the engine calls: ``weights``, after moving the floating-point state to the working
-        dtype — that of the Gramian or Jacobian computed for it, else of the losses."""
+        dtype — that of the Gramian or Jacobian computed for it, else of the losses. ``present``
+        (m,) bool: which tasks the batch labels (None: all); see ``absent_tasks``."""
         like = next((v for v in computed.values() if isinstance(v, Tensor)), losses)
         self.follow(like.dtype)
-        return self.weights(losses, **computed)
+        if present is None:
+            return self.weights(losses, **computed)
+        if self.absent_tasks == "own":
+            return self.weights(losses, present=present, **computed)
+        a = self._substitution(present, like)
+        if a is not None:
+            losses, computed = substitute(a, losses, computed)
+        return fold(self.weights(losses, **computed), a, present, self.num_tasks)
+
+    def respond_aux(self, losses: Tensor, present: Tensor | None = None, **computed) -> Tensor | None:
+        """What the engine calls for the auxiliary loss: ``aux_loss`` on the inputs ``respond`` gave
+        ``weights`` (the absent tasks substituted, or ``present=`` passed on)."""
+        if present is None:
+            return self.aux_loss(losses, **computed)
+        if self.absent_tasks == "own":
+            return self.aux_loss(losses, present=present, **computed)
+        like = next((v for v in computed.values() if isinstance(v, Tensor)), losses)
+        a = self._substitution(present, like)
+        if a is not None:
+            losses, computed = substitute(a, losses, computed)
+        return self.aux_loss(losses, **computed)
+
+    def _substitution(self, present: Tensor, like: Tensor) -> Tensor | None:
+        if self.absent_tasks not in TREATMENTS:
+            raise ValueError(f"weighting {self.name!r}: absent_tasks is {self.absent_tasks!r}, "
+                             f"allowed: {', '.join(TREATMENTS)}")
+        return substitution(present, like.dtype) if self.absent_tasks == "substitute" else None
 
     def sequence(self, losses: Tensor, **computed) -> Tensor:
         """The update as a sequence of optimizer steps, all computed at the same parameters: an

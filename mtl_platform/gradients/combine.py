@@ -101,12 +101,13 @@ def combined_gradient(out: Tensor, jacobian: Tensor, block_sizes: Sequence[int] 
     return out.to(jacobian.dtype)
 
 
-def call_weighting(weighting, losses: Tensor, jacobian: Tensor, block_sizes: Sequence[int] | None = None
-                   ) -> tuple[Tensor, Tensor]:
-    """Run ``weighting`` on an explicit Jacobian: (its answer, the combined gradient).
+def call_weighting(weighting, losses: Tensor, jacobian: Tensor, block_sizes: Sequence[int] | None = None,
+                   present: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Run ``weighting`` on an explicit Jacobian: (its answer, the combined gradient); ``present``
+    as the engine passes it (partial labels).
 
     The reference semantics of the engine, used by the property tests.
     """
     computed = needed(weighting.needs, jacobian, block_sizes)
-    out = weighting.respond(losses, **computed).detach()
+    out = weighting.respond(losses, present=present, **computed).detach()
     return out, combined_gradient(out, jacobian, block_sizes, weighting.needs)

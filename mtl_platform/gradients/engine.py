@@ -288,6 +288,13 @@ class GradientEngine:
         detached = vector.detach()
         return distributed.mean_(detached.clone()) if distributed.world() > 1 else detached
 
+    def _global_present(self, present: Tensor | None) -> Tensor | None:
+        """Which tasks have a labelled sample in the batch: on this rank, or in a distributed run on
+        any rank (the global batch's)."""
+        if present is None or distributed.world() <= 1:
+            return present
+        return distributed.sum_(present.to(torch.float32)) > 0
+
     def _distribute(self, space):
         """Give ``space`` its reduction over ranks: the per-task gradients (m × P, one all-reduce
         to their mean) in ``param`` mode, the Gramian's pieces (m × m, summed, /world²) in ``rep``
@@ -313,20 +320,24 @@ class GradientEngine:
 
     # -- the call -------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[Tensor] | None = None,
-                 weighting: Weighting | None = None) -> Tensor:
-        """Add the weighting's update to ``.grad``; return its answer (detached)."""
+                 weighting: Weighting | None = None, present: Tensor | None = None) -> Tensor:
+        """Add the weighting's update to ``.grad``; return its answer (detached). ``present``: an
+        optional (m,) bool tensor, which tasks have a labelled sample in the batch (partial labels),
+        handed to the weighting (``Weighting.respond``)."""
         terms = self.terms(losses)
         vector = torch.stack(terms)
         # Gramians, solvers and weights in full precision, even inside the trainer's autocast.
         try:
             with torch.autocast(vector.device.type, enabled=False):
-                return self._backward(vector, params, weighting or self.weighting, terms)
+                return self._backward(vector, params, weighting or self.weighting, terms, present)
         finally:
             if self.accumulator is not None:
                 self.accumulator.clear()  # the module outputs of this forward are used up
 
-    def _backward(self, vector: Tensor, params, weighting: Weighting, terms: list[Tensor]) -> Tensor:
+    def _backward(self, vector: Tensor, params, weighting: Weighting, terms: list[Tensor],
+                  present: Tensor | None = None) -> Tensor:
         detached = self._global_losses(vector)
+        present = self._global_present(present)
         amp = self.scaler.scale(torch.ones((), device=vector.device)) if self.scaler is not None else None
         apply = (amp if amp is not None else 1.0) / self.accumulate  # what every applied gradient carries
         self.steps += 1
@@ -342,7 +353,7 @@ class GradientEngine:
             self.last_weights = answer
             return answer
         if weighting.needs is Needs.LOSSES:
-            answer = weighting.respond(detached).detach()
+            answer = weighting.respond(detached, present=present).detach()
             (answer * vector * apply).sum().backward(retain_graph=bool(diagnose))
             self._average_local_gradients()
             if diagnose and self.shared():
@@ -351,14 +362,14 @@ class GradientEngine:
             computed: dict = {}
         else:
             answer, computed = self._gradient_path(weighting, vector, amp, apply, params, diagnose, terms,
-                                                   detached)
-        aux = weighting.aux_loss(detached, **computed)
+                                                   detached, present)
+        aux = weighting.respond_aux(detached, present=present, **computed)
         if aux is not None:
             (aux / self.accumulate).backward()
         self.last_weights = answer if answer.dim() == 1 and answer.shape[0] == len(self.tasks) else None
         return answer
 
-    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms, detached):
+    def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms, detached, present=None):
         m = vector.shape[0]
         space = self._distribute(self._space_for(weighting, params))
         computed = space.compute(vector, amp, weighting.needs, terms)
@@ -370,7 +381,7 @@ class GradientEngine:
             space = self._distribute(self._space_for(weighting, params))
             computed = space.compute(vector, amp, weighting.needs, terms)
         saved = self._snapshot(weighting)
-        answer = weighting.respond(detached, **computed).detach()
+        answer = weighting.respond(detached, present=present, **computed).detach()
         self._keep_state_on_overflow(weighting, saved, computed)
         p, blocks = space.size()
         form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error

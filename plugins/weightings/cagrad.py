@@ -73,11 +73,16 @@ class CAGrad(Weighting):
     ``duality_gap`` for logging (a large value says the solver did not converge). If the optimum
     has g_w ≈ 0 (0 in the convex hull of the gradients) λ is capped by ‖g_w‖ ≥ 1e-8·rms‖g_i‖.
     A gradient method (DESIGN.md §3.2): the heads get the unweighted ∇Σ L_t.
+
+    Partial labels: a task absent from the batch (zero gradient) is replaced by the mean of the
+    present tasks' gradients, so g₀ and the ball are those of the present tasks
+    (``absent_tasks = "substitute"``, ``contracts.absent``).
     """
 
     name = "cagrad"
     needs = Needs.GRAMIAN
     scales_heads = False
+    absent_tasks = "substitute"
     promises = ("nonnegative",)
     params = (
         Param("c", float, 0.4, "radius of the ball around the mean gradient, relative to its norm", bounds="[0, inf)"),

@@ -33,10 +33,16 @@ class FAMO(Weighting):
     it. A task whose loss fell less than the z-average gets its logit raised. ξ starts at 0
     (equal z). State (ξ, Adam moments, step count, the losses before the step) checkpoints.
     A loss weighting: every parameter gets ∇ Σ_t w_t L_t.
+
+    Partial labels (``absent_tasks = "own"``): a task absent from the batch (loss 0) gets weight
+    0, the present tasks' weights are c·z_t/D_t normalised over them, and in the logit update
+    the absent task's δ is the z-weighted mean of the present tasks' δ, so its logit moves only
+    by the decay γξ.
     """
 
     name = "famo"
     scales_heads = True
+    absent_tasks = "own"
     promises = ("nonnegative",)
     params = (
         Param("w_lr", float, 0.025, "learning rate β of the logits ξ", bounds="[0, inf)"),
@@ -60,29 +66,39 @@ class FAMO(Weighting):
         self.register_buffer("updates", torch.zeros(()))
         self.register_buffer("losses_before", torch.ones(m))
         self._pending = False  # weights() ran since the last after_step
+        self._present = None  # the tasks present in the batch of the pending weights (None: all)
 
     def shifted(self, losses):
         return (losses - self.min_losses.to(losses)).clamp_min(EPS)
 
-    def weights(self, losses, **computed):
+    def weights(self, losses, present=None, **computed):
         z = torch.softmax(self.logits.to(losses.dtype), dim=0)
         d = self.shifted(losses.detach())
         scaled = z / d
         self.losses_before = losses.detach().to(self.losses_before)
         self._pending = True
+        self._present = present
+        if present is not None:
+            scaled = torch.where(present, scaled, torch.zeros_like(scaled))
+            return scaled / scaled.sum().clamp_min(torch.finfo(scaled.dtype).tiny)
         return scaled / scaled.sum()
 
-    def logit_gradient(self, before, after):
-        """∇_ξ zᵀδ + γξ for the losses before and after the step (both (m,))."""
+    def logit_gradient(self, before, after, present=None):
+        """∇_ξ zᵀδ + γξ for the losses before and after the step (both (m,)); an absent task's δ
+        is the z-weighted mean of the present tasks' δ."""
         xi = self.logits
         z = torch.softmax(xi, dim=0)
         delta = self.shifted(before.to(xi)).log() - self.shifted(after.to(xi)).log()
+        if present is not None:
+            kept = torch.where(present, z, torch.zeros_like(z))
+            mean = (kept * delta).sum() / kept.sum().clamp_min(torch.finfo(z.dtype).tiny)
+            delta = torch.where(present, delta, mean)
         return z * (delta - (z * delta).sum()) + self.gamma * xi
 
     @torch.no_grad()
     def update(self, after):
         """One step on ξ from the losses re-evaluated after the model step."""
-        grad = self.logit_gradient(self.losses_before, after)
+        grad = self.logit_gradient(self.losses_before, after, self._present)
         if self.logit_update == "sgd":
             self.logits = self.logits - self.w_lr * grad
             return

@@ -9,6 +9,12 @@ from mtl_platform.params import Param
 EPS = 1e-12
 
 
+def present_mean(values, present):
+    """The mean of ``values`` over the present tasks (0 when none is)."""
+    kept = torch.where(present, values, torch.zeros_like(values))
+    return kept.sum() / present.sum().clamp_min(1).to(values.dtype)
+
+
 class GradNorm(Weighting):
     """GradNorm: learnable task weights that equalise the weighted gradient norms, tilted by α.
 
@@ -38,12 +44,17 @@ class GradNorm(Weighting):
     serves (the paper uses the last shared layer's weights W; the platform's default is all
     shared parameters in ``param`` mode, the shared representation in ``rep`` mode). A loss
     weighting: every parameter gets ∇ Σ_t w_t L_t with the returned weights.
+
+    Partial labels (``absent_tasks = "own"``): a task absent from the batch (zero gradient, zero
+    loss) is left out of Ḡ, of the mean of L̃ and of L_grad; if it is absent when L_t(0) is
+    recorded, its L_t(0) is the mean of the present tasks' losses.
     """
 
     name = "gradnorm"
     needs = Needs.GRAMIAN
     scales_heads = True
     promises = ("nonnegative",)
+    absent_tasks = "own"
     params = (Param("alpha", float, 1.5, "asymmetry α: how strongly slow tasks are pulled up", bounds="[0, inf)"),)
 
     def setup(self):
@@ -52,25 +63,33 @@ class GradNorm(Weighting):
         self.register_buffer("initial_losses", torch.ones(m))
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))
 
-    def _record_initial(self, losses):
+    def _record_initial(self, losses, present=None):
         losses = losses.detach().to(self.initial_losses)
+        if present is not None:
+            mean = present_mean(losses, present)
+            losses = torch.where(present, losses, mean)
         self.initial_losses = torch.where(self.has_initial, self.initial_losses, losses)
         self.has_initial = torch.ones_like(self.has_initial)
 
-    def weights(self, losses, gram=None, **computed):
-        self._record_initial(losses)
+    def weights(self, losses, gram=None, present=None, **computed):
+        self._record_initial(losses, present)
         w = self.task_weights.detach().clamp_min(EPS)
         return self.num_tasks * w / w.sum()
 
-    def aux_loss(self, losses, gram, **computed):
-        self._record_initial(losses)
+    def aux_loss(self, losses, gram, present=None, **computed):
+        self._record_initial(losses, present)
         w = self.task_weights
         norms = gram.detach().diagonal().clamp_min(0).sqrt().to(w.dtype)
         weighted = w * norms                                         # G_t
         ratio = losses.detach().to(w.dtype) / self.initial_losses.clamp_min(EPS)
-        relative = ratio / ratio.mean().clamp_min(EPS)               # r_t
-        target = (weighted.mean() * relative.pow(self.alpha)).detach()
-        return (weighted - target).abs().sum()
+        if present is None:
+            relative = ratio / ratio.mean().clamp_min(EPS)           # r_t
+            target = (weighted.mean() * relative.pow(self.alpha)).detach()
+            return (weighted - target).abs().sum()
+        relative = ratio / present_mean(ratio, present).clamp_min(EPS)
+        target = (present_mean(weighted, present) * relative.pow(self.alpha)).detach()
+        gaps = (weighted - target).abs()
+        return torch.where(present, gaps, torch.zeros_like(gaps)).sum()
 
     def after_step(self, closure):
         with torch.no_grad():

@@ -49,11 +49,17 @@ class MGDA(Weighting):
     w = 1/n_1 (1 without normalisation). A gradient method (DESIGN.md §3.2): the heads get the
     unweighted ∇Σ L_t. The Frank–Wolfe gap of the last solve relative to the mean ‖g_t/n_t‖²
     (0 at the optimum) is kept in the non-persistent buffer ``solver_gap``.
+
+    Partial labels: a task absent from the batch (zero gradient) would put 0 in the hull and
+    make the update 0; it is replaced by the mean of the present tasks' gradients, which lies
+    in their hull, so the update is the minimum-norm point of the present tasks' hull
+    (``absent_tasks = "substitute"``, ``contracts.absent``).
     """
 
     name = "mgda"
     needs = Needs.GRAMIAN
     scales_heads = False
+    absent_tasks = "substitute"
     promises = ("nonnegative", "no_conflict", "min_norm")  # per instance: see setup
     params = (
         Param("normalization", str, "none", "scale each g_t before solving", choices=NORMALIZATIONS),

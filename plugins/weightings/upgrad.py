@@ -39,12 +39,18 @@ class UPGrad(Weighting):
     mean (weights 1/m); identical gradients g give weights 1/m and d = g. A zero gradient is
     ignored by the constraints and gets no weight of its own. The weights are permutation
     equivariant. A gradient method (DESIGN.md §3.2): the heads get the unweighted ∇Σ L_t.
+
+    Partial labels (``absent_tasks = "own"``): a task absent from the batch has a zero gradient,
+    which constrains nothing; the mean is taken over the present tasks' projections only, so the
+    update is UPGrad's over the present tasks (the zero row would otherwise scale it by
+    |present|/m).
     """
 
     name = "upgrad"
     needs = Needs.GRAMIAN
     scales_heads = False
     promises = ("nonnegative", "no_conflict")
+    absent_tasks = "own"
     params = (
         Param("iterations", int, None, "active-set steps of the QP solver (null: 2m+4)", optional=True,
               bounds="[1, inf)"),
@@ -54,7 +60,7 @@ class UPGrad(Weighting):
     def setup(self):
         self.register_buffer("residual", torch.zeros(()), persistent=False)
 
-    def weights(self, losses, gram=None, **computed):
+    def weights(self, losses, gram=None, present=None, **computed):
         if gram is None:
             raise TypeError("upgrad needs the Gramian: call weights(losses, gram=G)")
         g = working_gram(gram)
@@ -65,7 +71,10 @@ class UPGrad(Weighting):
         with torch.no_grad():
             scale = torch.diagonal(g).amax().clamp_min(tiny(g))
             self.residual = ((-(v @ g)).clamp_min(0).amax() / scale).to(self.residual)
-        return v.mean(0).to(gram.dtype)
+        if present is None:
+            return v.mean(0).to(gram.dtype)
+        rows = present.to(g.dtype)
+        return (rows * (rows[:, None] * v).sum(0) / rows.sum().clamp_min(1)).to(gram.dtype)
 
 
 @hookimpl

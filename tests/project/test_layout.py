@@ -26,6 +26,7 @@ CROSS_CUTTING = {
         "test_weighting_family_seeds.py",     # GH, GH++, PCGrad, Equilibrium, CAGrad
         "test_weighting_family_solvers.py",   # MGDA, Nash-MTL, UPGrad, IMTL-G, Aligned-MTL
         "test_weighting_family_staples.py",   # RLW, GradNorm, GradVac, GradDrop, FAMO, DB-MTL
+        "test_weighting_absent_tasks.py",     # every registered weighting with a task absent (partial labels)
     },
     "architectures": {
         "test_architectures.py",                         # every registered architecture
