@@ -114,14 +114,28 @@ def import_ray():
     return ray
 
 
+def _auto_address() -> str | None:
+    """What Ray reads ``auto`` as (``RAY_ADDRESS``, else the cluster ``ray start`` last recorded on
+    this machine), or None when it finds none. Ray says so through a private helper; without it,
+    ``RAY_ADDRESS`` alone."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address("auto")
+    except Exception:  # noqa: BLE001 - the helper moved, or found nothing: ray.init says what it finds
+        return os.environ.get("RAY_ADDRESS") or None
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """One UserError unless something listens at ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``).
+    """One UserError unless something listens at ``address`` (``HOST:PORT``, ``ray://HOST:PORT``,
+    or ``auto`` where it names one).
 
     ``ray.init`` retries an unreachable address for minutes; a plain TCP connection answers in
-    seconds. ``auto`` (the cluster ``ray start`` left on this machine) is Ray's own to find."""
-    if address == "auto":
+    seconds."""
+    target = _auto_address() if address == "auto" else address
+    if target is None:
         return
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    host, sep, port = target.split("://", 1)[-1].rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit():
         raise UserError(f"--address {address}: expected HOST:PORT (as `ray start --head` prints it), "
@@ -129,7 +143,8 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise UserError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
+        there = "there" if target == address else f"at {target}"
+        raise UserError(f"--address {address}: no Ray cluster reachable {there} ({exc.strerror or exc})") from None
 
 
 def ray_error(exc: BaseException) -> str:
@@ -163,14 +178,20 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, logging_level=logging.WARNING)
             except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError: one line
-                raise UserError(f"--address {self.address}: cannot connect to a Ray cluster ({one_line(exc)})") from None
+                hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token here"
+                        if "RAY_AUTH_MODE" not in os.environ else "")
+                raise UserError(f"--address {self.address}: cannot connect to a Ray cluster "
+                                f"({one_line(exc)}){hint}") from None
             self.connected = True
             where = f"the Ray cluster at {self.address}"
         elif ray.is_initialized():
             where = "the Ray this process started"
         else:
             try:
-                ray.init(address="local", num_cpus=cores(), include_dashboard=False, logging_level=logging.WARNING)
+                # Ray's notes while it starts (token authentication on, /dev/shm size) would break
+                # the one-line errors below; its warnings while cells run are kept
+                ray.init(address="local", num_cpus=cores(), include_dashboard=False, logging_level=logging.ERROR)
+                logging.getLogger("ray").setLevel(logging.WARNING)
             except Exception as exc:  # noqa: BLE001
                 raise UserError(f"--executor ray: cannot start a local Ray ({one_line(exc)})") from None
             self.connected = self.local = True
@@ -180,14 +201,15 @@ class RayExecutor:
         self.has_gpus = have_gpus > 0
         cpus = self.cpus_per_cell()
         gpus = max((self.gpus_of(c) for c in cells), default=0)
-        short = [f"{need:g} {kind}s per cell, the cluster has {have:g}"
+        short = [f"a cell needs {need:g} {kind}{'s' * (need != 1)}, the {'local Ray' if self.local else 'cluster'} "
+                 f"has {have:g}"
                  for need, have, kind in ((cpus, have_cpus, "CPU"), (gpus, have_gpus, "GPU")) if need > have]
         if short and self.local:
             self.close()
             hint = " (train.device cuda needs a GPU)" if gpus > have_gpus and self.gpus is None else ""
             raise UserError(f"--executor ray: {'; '.join(short)}{hint}; no cell could ever start")
-        echo(f"sweep: cells on {where} ({have_cpus:g} CPUs, {have_gpus:g} GPUs); each cell {cpus:g} CPU"
-             + (f", up to {gpus:g} GPU" if gpus else ""))
+        echo(f"sweep: cells on {where} ({have_cpus:g} CPUs, {have_gpus:g} GPUs); each cell {cpus:g} CPU{'s' * (cpus != 1)}"
+             + (f", up to {gpus:g} GPU{'s' * (gpus != 1)}" if gpus else ""))
         for line in short:  # a cluster may grow (autoscaler); say so rather than refuse
             echo(f"sweep: warning: {line} now; cells wait until it has them")
 

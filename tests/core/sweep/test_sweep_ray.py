@@ -170,13 +170,16 @@ BAD = {
     "address unreachable": (["--executor", "ray", "--address", "127.0.0.1:1"],
                             r"--address 127\.0\.0\.1:1: no Ray cluster reachable there"),
     "address malformed": (["--executor", "ray", "--address", "headnode"], r"--address headnode: expected HOST:PORT"),
+    "auto unreachable": (["--executor", "ray", "--address", "auto"],  # RAY_ADDRESS=127.0.0.1:1, set below
+                         r"--address auto: no Ray cluster reachable at \S+:1 \("),  # Ray may name localhost by its IP
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_ray_options_are_one_line_exit_2_nothing_written(case, tiny, tmp_path, capsys):
+def test_bad_ray_options_are_one_line_exit_2_nothing_written(case, tiny, tmp_path, capsys, monkeypatch):
     if "--executor" in BAD[case][0]:
         pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # where Ray's auto looks first
     out = tmp_path / "sw"
     code, stdout, err = run_cli(["sweep", str(tiny), "--seeds", "0-1", "--out", str(out), "--no-progress"]
                                 + BAD[case][0], capsys)
@@ -211,3 +214,48 @@ def test_gpus_per_cell_follow_train_device_unless_given():
 
     assert ray_error(TaskError("traceback\n...")) == "MemoryError: no room"
     assert ray_error(RuntimeError("died\nlog files")) == "Ray worker lost: RuntimeError: died"
+
+
+class FakeRay:
+    """Just enough of ``ray`` for RayExecutor.start: a cluster of 2 CPUs and no GPU."""
+
+    def __init__(self):
+        self.calls = []
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.calls.append(("init", kwargs))
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {}))
+
+
+def test_a_cell_larger_than_the_local_ray_is_refused_on_a_cluster_a_warning(monkeypatch):
+    import mtl_platform.sweep.executors as executors
+    from mtl_platform.sweep.executors import make_executor
+
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(executors, "cores", lambda: 2)
+    with pytest.raises(UserError, match=r"^--executor ray: a cell needs 4 CPUs, the local Ray has 2; no cell"):
+        make_executor("ray", cpus_per_cell=4).start([{"device": "cpu"}], echo=lambda *a: None)
+    with pytest.raises(UserError, match=r"a cell needs 1 GPU, the local Ray has 0 \(train\.device cuda needs a GPU\)"):
+        make_executor("ray").start([{"device": "cpu"}, {"device": "cuda"}], echo=lambda *a: None)
+    assert [name for name, _ in fake.calls] == ["init", "shutdown"] * 2  # the Ray it started is stopped
+    assert fake.calls[0][1]["address"] == "local" and fake.calls[0][1]["num_cpus"] == 2
+
+    fake.calls.clear()
+    monkeypatch.setattr(executors, "check_reachable", lambda address: None)
+    lines = []
+    cluster = make_executor("ray", address="head:6379", cpus_per_cell=4)
+    cluster.start([{"device": "cpu"}], echo=lines.append)
+    assert fake.calls == [("init", {"address": "head:6379", "logging_level": logging.WARNING})]
+    assert lines == ["sweep: cells on the Ray cluster at head:6379 (2 CPUs, 0 GPUs); each cell 4 CPUs",
+                     "sweep: warning: a cell needs 4 CPUs, the cluster has 2 now; cells wait until it has them"]
+    cluster.close()
+    assert fake.calls[-1][0] == "shutdown"
