@@ -208,8 +208,8 @@ class RayExecutor:
             self.close()
             hint = " (train.device cuda needs a GPU)" if gpus > have_gpus and self.gpus is None else ""
             raise UserError(f"--executor ray: {'; '.join(short)}{hint}; no cell could ever start")
-        echo(f"sweep: cells on {where} ({have_cpus:g} CPUs, {have_gpus:g} GPUs); each cell {cpus:g} CPU{'s' * (cpus != 1)}"
-             + (f", up to {gpus:g} GPU{'s' * (gpus != 1)}" if gpus else ""))
+        echo(f"sweep: cells on {where} ({have_cpus:g} CPUs, {have_gpus:g} GPUs); "
+             f"each cell {cpus:g} CPU{'s' * (cpus != 1)}" + (f", up to {gpus:g} GPU{'s' * (gpus != 1)}" if gpus else ""))
         for line in short:  # a cluster may grow (autoscaler); say so rather than refuse
             echo(f"sweep: warning: {line} now; cells wait until it has them")
 
