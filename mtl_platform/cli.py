@@ -69,13 +69,24 @@ def train(config, sets, disable, resume, progress, nproc):
 @click.option("--seeds", metavar="SPEC", default=None,
               help="Seeds of every cell: a range 0-4 or a list 0,2,5 (default: the config's seed).")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Cells trained in parallel (worker processes).")
+              help="Cells trained in parallel (worker processes; --executor local).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where cells run: this machine's processes, or Ray tasks (pip install 'mtl-platform[ray]').")
+@click.option("--address", metavar="ADDR", default=None,
+              help="With --executor ray: an existing Ray cluster (HOST:PORT from `ray start --head`, or auto); "
+                   "default: a local Ray started for the sweep.")
+@click.option("--cpus-per-cell", type=float, default=None, metavar="N",
+              help="With --executor ray: CPUs each cell reserves, also its torch threads (default 1).")
+@click.option("--gpus-per-cell", type=float, default=None, metavar="N",
+              help="With --executor ray: GPUs each cell reserves (default 1 if its train.device is cuda, "
+                   "or auto on a cluster with GPUs; else 0).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Sweep folder: runs/, sweep.json and the report (default: runs/sweeps/<config name>).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config key in every cell, e.g. --set train.epochs=5 (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar over cells (default: on a terminal).")
-def sweep(config, grids, extra, seeds, workers, out, sets, progress):
+def sweep(config, grids, extra, seeds, workers, executor, address, cpus_per_cell, gpus_per_cell, out, sets,
+          progress):
     """Train CONFIG for every combination of --grid values and --seeds, and every --cell × --seeds,
     then report them together.
 
@@ -85,7 +96,8 @@ def sweep(config, grids, extra, seeds, workers, out, sets, progress):
     if progress is None:
         progress = sys.stderr.isatty()
     result = run_sweep(config, parse_grid(grids), parse_seeds(seeds), out, sets=sets, workers=workers,
-                       progress=progress, echo=click.echo, extra=parse_cells(extra))
+                       progress=progress, echo=click.echo, extra=parse_cells(extra), executor=executor,
+                       address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell)
     if result["failed"]:
         sys.exit(1)
 

@@ -21,6 +21,10 @@ with ``session.train(resume=run_dir)`` when it holds a checkpoint; without a che
 cell is started again from scratch in that same directory (the trainer's resume without a
 checkpoint is a fresh start), so re-runs never pile up directories. A cell with no matching
 directory trains in a new one.
+
+The cells run through an executor (:mod:`.executors`): ``local`` (this process, or ``--workers``
+spawned processes) or ``ray`` (each cell a Ray task, on a local Ray or the cluster at
+``--address``); the planning above, the records and the report are the same for both.
 """
 from __future__ import annotations
 

@@ -269,6 +269,7 @@ def plan_cells(config_path, grid: dict[str, list[str]], seeds: list[int], out: P
                                 f"resolved configs are equal); drop one of them")
             seen[key_hash] = label
             cells.append({"name": name, "label": label, "overrides": dict(assignment), "extra": text,
-                          "seed": config["train"]["seed"], "sets": cell_sets, "hash": key_hash,
+                          "seed": config["train"]["seed"], "device": config["train"]["device"],
+                          "sets": cell_sets, "hash": key_hash,
                           "status": "pending", "run_dir": None, "error": None})
     return cells

@@ -1,11 +1,12 @@
 """Running a sweep: each planned cell trained (or resumed, or restarted) by
-:func:`mtl_platform.session.train`, in this process or in worker processes; a failing cell is
-recorded in ``OUT/sweep.json`` with its error and never stops the others; then the aggregated
-report and the grid table over the finished cells."""
+:func:`mtl_platform.session.train` through an executor (:mod:`.executors`: this process, worker
+processes, or Ray tasks); each outcome is recorded in ``OUT/sweep.json`` as it completes; a failing
+cell is recorded with its error and never stops the others; then the aggregated report and the
+grid table over the finished cells, in the planned order of the cells, whatever order they
+finished in."""
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -13,45 +14,10 @@ from mtl_platform import runs
 from mtl_platform.atomic import atomic_write_text
 from mtl_platform.errors import UserError
 
+from .executors import make_executor
 from .plan import RUNS_DIR, _index_runs, _pick, cell_text, plan_cells
 
 SWEEP_FILE = "sweep.json"
-
-
-def _quiet(*args, **kwargs) -> None:
-    pass
-
-
-# -- one cell ----------------------------------------------------------------------------------
-def _run_cell(job: dict) -> dict:
-    """Train (or resume) one cell; never raises for a failed run. Also the worker-process entry."""
-    if job.get("threads"):
-        import torch
-
-        torch.set_num_threads(job["threads"])
-    from mtl_platform import session
-    from mtl_platform.trainer import NonFiniteLoss
-
-    try:
-        if job["action"] in ("resume", "restart"):  # without a checkpoint the trainer starts afresh
-            results = session.train(resume=job["run_dir"], progress=False, echo=_quiet,
-                                    extra_plugins=job.get("plugins", ()))
-        else:
-            results = session.train(job["config"], sets=job["sets"], progress=False, echo=_quiet,
-                                    extra_plugins=job.get("plugins", ()))
-    except (NonFiniteLoss, UserError) as exc:
-        return {"status": "failed", "error": str(exc).strip().replace("\n", " ")}
-    except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the others
-        text = str(exc).strip().splitlines()
-        return {"status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")}
-    return {"status": "done", "run_dir": str(results["run_dir"])}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
 
 
 # -- the sweep ---------------------------------------------------------------------------------
@@ -70,37 +36,28 @@ def _record(config_path, grid, seeds, sets, extra, cells, report=None) -> dict:
 
 def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=None, sets: Iterable[str] = (),
               workers: int = 1, progress: bool = True, echo: Callable = print,
-              extra_plugins: Iterable = (), extra: Iterable[list[tuple[str, str]]] = ()) -> dict:
+              extra_plugins: Iterable = (), extra: Iterable[list[tuple[str, str]]] = (),
+              executor: str = "local", address: str | None = None, cpus_per_cell: float | None = None,
+              gpus_per_cell: float | None = None) -> dict:
     """Run (or finish) the sweep; return what ``OUT/sweep.json`` holds, plus ``failed`` (count).
 
     ``extra``: the ``--cell``s (:func:`~mtl_platform.sweep.plan.parse_cells`), each one more
     cell × seeds beside the grid's. ``out`` defaults to ``runs/sweeps/<config stem>``. ``extra_plugins`` (in-process plugin
-    objects, e.g. hook recorders) need ``workers == 1``.
+    objects, e.g. hook recorders) need the local executor with ``workers == 1``. ``executor``:
+    ``local`` (``workers`` processes) or ``ray`` (``address``, ``cpus_per_cell``,
+    ``gpus_per_cell``; see :class:`~mtl_platform.sweep.executors.RayExecutor`).
     """
     sets = list(sets)
     seeds = list(seeds or [])
     extra = [list(pairs) for pairs in extra]
     extra_plugins = list(extra_plugins)
-    if not isinstance(workers, int) or workers < 1:
-        raise UserError(f"--workers {workers}: must be 1 or more")
-    if extra_plugins and workers > 1:
-        raise ValueError("extra_plugins need workers == 1 (plugin objects stay in this process)")
+    runner = make_executor(executor, workers, extra_plugins, address, cpus_per_cell, gpus_per_cell)
     if not grid and not seeds and not extra:
         raise UserError("mtl sweep: nothing to sweep; give --grid KEY=V1,V2, --cell 'KEY=VALUE; ...' and/or --seeds")
     out = Path(out) if out is not None else Path("runs") / "sweeps" / Path(config_path).stem
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
     cells = plan_cells(config_path, grid, seeds, out, sets, extra)  # validates every cell: nothing written yet
-
-    try:
-        (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create folder ({exc.strerror})") from None
-    sweep_path = out / SWEEP_FILE
-
-    def save(report=None):
-        runs.write_json(sweep_path, _record(config_path, grid, seeds, sets, extra, cells, report))
-
     index = _index_runs(out / RUNS_DIR)
     jobs = []
     for cell in cells:
@@ -111,6 +68,25 @@ def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=Non
             cell["action"] = action
             jobs.append((cell, {"action": action, "config": str(config_path), "sets": cell["sets"],
                                 "run_dir": str(run_dir) if run_dir else None}))
+    if jobs:  # Ray: started or reached (or one UserError), still nothing written; not for a finished sweep
+        runner.start([cell for cell, _ in jobs], echo)
+    try:
+        return _sweep(config_path, grid, seeds, out, sets, extra, cells, jobs, runner, progress, echo)
+    finally:
+        runner.close()
+
+
+def _sweep(config_path, grid, seeds, out: Path, sets, extra, cells, jobs, runner, progress: bool,
+           echo: Callable) -> dict:
+    try:
+        (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create folder ({exc.strerror})") from None
+    sweep_path = out / SWEEP_FILE
+
+    def save(report=None):
+        runs.write_json(sweep_path, _record(config_path, grid, seeds, sets, extra, cells, report))
+
     save()
 
     from tqdm.auto import tqdm
@@ -150,11 +126,7 @@ def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=Non
         for cell in cells:
             if cell["status"] == "done":
                 finish(cell)
-        if workers == 1:
-            for cell, job in jobs:
-                finish(cell, _run_cell(dict(job, plugins=extra_plugins)))
-        elif jobs:
-            _run_parallel(jobs, workers, finish)
+        runner.run(jobs, finish)
     except KeyboardInterrupt:
         echo(f"sweep interrupted; run the same command again to continue ({sweep_path})")
         raise
@@ -167,27 +139,6 @@ def run_sweep(config_path, grid: dict[str, list[str]], seeds: list[int], out=Non
     echo(f"sweep: {len(cells) - len(failed)} of {len(cells)} cells finished"
          + (f", {len(failed)} failed" if failed else "") + f"; {sweep_path}")
     return dict(_record(config_path, grid, seeds, sets, extra, cells, report_path), failed=len(failed))
-
-
-def _run_parallel(jobs: list[tuple[dict, dict]], workers: int, finish: Callable) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, _cores() // workers)
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
-                               mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures = {pool.submit(_run_cell, dict(job, threads=threads)): cell for cell, job in jobs}
-        for future in as_completed(futures):
-            try:
-                outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker died (killed, out of memory)
-                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-            finish(futures[future], outcome)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
 
 
 def label_extra_cells(rep: dict, done: list[dict]) -> None:

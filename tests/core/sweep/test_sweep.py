@@ -150,9 +150,9 @@ def test_grid_times_seeds_skip_resume_and_report(tiny, tmp_path):
 
 
 def test_parallel_workers_give_the_sequential_results(tiny, tmp_path, monkeypatch):
-    import mtl_platform.sweep.run as sweep_mod
+    import mtl_platform.sweep.executors as executors
 
-    monkeypatch.setattr(sweep_mod, "_cores", lambda: 2)  # one torch thread per worker, as in this test
+    monkeypatch.setattr(executors, "cores", lambda: 2)  # one torch thread per worker, as in this test
     grid = {"optimizer.lr": ["1e-3", "3e-3"]}
     seq, _ = sweep(tiny, tmp_path / "seq", grid, [0])
     par, lines = sweep(tiny, tmp_path / "par", grid, [0], workers=2)
