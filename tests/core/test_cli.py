@@ -117,11 +117,12 @@ def test_report_of_two_seeds(write_config, tmp_path, capsys):
     assert (tmp_path / "rep" / "report_delta.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "weightings", "--help"], ["train", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "weightings", "--help"], ["train", "--help"],
+                                  ["sweep", "--help"]])
 def test_help_and_list_do_not_import_heavy_stacks(argv):
     code = ("import sys\nfrom mtl_platform.cli import main\n"
             f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('matplotlib', 'mujoco', 'metaworld', 'gymnasium') if m in sys.modules))")
+            "print(sorted(m for m in ('matplotlib', 'mujoco', 'metaworld', 'gymnasium', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
