@@ -100,6 +100,19 @@ def shard(chunks: Sequence[Tensor], rank_: int, world_: int) -> list[Tensor]:
     return out
 
 
+def evaluation_share(batches):
+    """This rank's share of an evaluation's ``Batches``: every world-th batch from its rank (round
+    robin), when there are at least as many batches as ranks, so that every rank holds a part of
+    every metric sum and the sums add up across ranks (``sum_``); None otherwise (one process, or
+    fewer batches than ranks: every rank then evaluates the whole split)."""
+    from .batches import Batches
+
+    size = world()
+    if size <= 1 or not isinstance(batches, Batches) or len(batches.chunks) < size:
+        return None
+    return Batches(batches.dataset, batches.chunks[rank()::size], num_workers=batches.num_workers)
+
+
 # -- collectives --------------------------------------------------------------------------------
 def mean_(tensor: Tensor) -> Tensor:
     """All-reduce ``tensor`` in place to its mean over ranks; returns it."""
@@ -192,6 +205,16 @@ def broadcast_state(module: torch.nn.Module) -> None:
     for value in module.state_dict().values():
         if isinstance(value, Tensor):
             dist.broadcast(value, src=0)
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (batch-norm statistics) on every rank, so a sharded evaluation evaluates
+    one model (what DDP's ``broadcast_buffers`` does before each forward)."""
+    dist = _dist()
+    if dist is None:
+        return
+    for value in module.buffers():
+        dist.broadcast(value, src=0)
 
 
 def barrier() -> None:

@@ -113,7 +113,7 @@ class Domain(Configurable):
 
         In a distributed run ``batch_size`` is per rank: the training batches are the global
         batches of ``batch_size × world`` samples, each rank taking its contiguous slice
-        (``distributed.shard``); evaluation reads the whole split on every rank."""
+        (``distributed.shard``); evaluation batches are shared out in ``evaluate``."""
         data = self.dataset(split)
         train = split == "train"
         world = distributed.world() if train else 1
@@ -215,13 +215,22 @@ class Domain(Configurable):
     def evaluate(self, model: nn.Module, split: str) -> dict[str, dict[str, float]]:
         """Metrics of every evaluated task over the whole split, accumulated on the device; with
         label masks, over each task's labelled samples only (``Task.labelled_sums``). A task with
-        no labelled sample in the split reports NaN for every metric, with a one-line warning."""
+        no labelled sample in the split reports NaN for every metric, with a one-line warning.
+
+        In a distributed run each rank evaluates its share of the batches
+        (``distributed.evaluation_share``) with rank 0's buffers, and the metric sums are added up
+        across ranks before they are finalised."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         sums: dict[str, dict[str, Tensor]] = {t: {} for t in self.eval_tasks}
         counts: dict[str, Tensor] = {}  # labelled samples per masked task, on the device
-        for batch in self.loaders(split):
+        loader = self.loaders(split)
+        share = distributed.evaluation_share(loader)
+        if share is not None:
+            distributed.broadcast_buffers(model)
+            loader = share
+        for batch in loader:
             inputs, targets, labelled = unpack(to_device(batch, device))
             preds = model(inputs)
             for name in self.eval_tasks:
@@ -231,6 +240,12 @@ class Domain(Configurable):
                 for key, value in self.task(name).labelled_sums(preds[name], targets[name], mask).items():
                     sums[name][key] = sums[name][key] + value if key in sums[name] else value
         model.train(was_training)
+        if share is not None:  # every rank has every key: each evaluated at least one batch
+            for name in self.eval_tasks:
+                for key in sorted(sums[name]):
+                    sums[name][key] = distributed.sum_(torch.as_tensor(sums[name][key], device=device).clone())
+            for name in sorted(counts):
+                counts[name] = distributed.sum_(torch.as_tensor(counts[name], device=device).clone())
         empty = {name for name, count in counts.items() if int(count) == 0}  # once per evaluation
         for name in sorted(empty):
             warnings.warn(f"task {name!r} has no labelled sample in split {split!r}: its metrics are NaN",

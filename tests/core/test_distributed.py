@@ -29,7 +29,7 @@ B = 4  # the batch of each rank; the single-process reference uses 2 B
 
 BASE = {
     "domain": {"name": "synthetic_regression", "dim": 8, "hidden": [16, 8], "train_samples": 32,
-               "val_samples": 16, "test_samples": 16, "batch_size": B, "eval_batch_size": 16},
+               "val_samples": 16, "test_samples": 16, "batch_size": B, "eval_batch_size": 6},
     "architecture": "hps",
     "weighting": "ew",
     "optimizer": {"name": "sgd", "lr": 0.05},
@@ -69,9 +69,17 @@ def torchrun(tmp_path: Path, jobs: list[dict], name: str, nproc: int = 2) -> lis
     return [[json.loads(Path(f"{job['record']}.rank{r}.json").read_text()) for r in range(nproc)] for job in jobs]
 
 
-def single(config: Path) -> dict:
+def single(config: Path, run_dirs: dict | None = None, name: str = "") -> dict:
     results = session.train(config, echo=lambda *a, **k: None)
+    if run_dirs is not None:
+        run_dirs[name] = Path(results["run_dir"])
     return torch.load(Path(results["run_dir"]) / "model.pt", weights_only=True)
+
+
+def metric_rows(run_dir) -> list[dict]:
+    """The evaluated metrics of every epoch (val and test) of a run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [{split: row[split] for split in ("val", "test")} for row in rows]
 
 
 def as_tensors(params: dict) -> dict:
@@ -90,9 +98,11 @@ def launched(tmp_path_factory):
                                             train=dict(BASE["train"], epochs=1)))})
     records = dict(zip([*CASES, "cut", "stl"], torchrun(tmp, jobs, "first")))
     torch.set_num_threads(1)
-    reference = {name: single(write_config(tmp / f"{name}_1.yaml", tmp / "single", w, mode, batch=2 * B))
+    reference_dirs: dict = {}
+    reference = {name: single(write_config(tmp / f"{name}_1.yaml", tmp / "single", w, mode, batch=2 * B),
+                              reference_dirs, name)
                  for name, (w, mode) in CASES.items()}
-    return {"tmp": tmp, "runs": runs, "records": records, "reference": reference}
+    return {"tmp": tmp, "runs": runs, "records": records, "reference": reference, "reference_dirs": reference_dirs}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -106,6 +116,35 @@ def test_two_processes_with_batch_b_equal_one_with_2b(launched, case):
     # every rank holds the same model and logged the same task weights
     assert rank0["params"] == rank1["params"]
     assert rank0["weights"] == rank1["weights"] and rank0["weights"][0] is not None
+
+
+@pytest.mark.parametrize("case", ["ew", "gh"])
+def test_sharded_evaluation_reduces_to_the_single_process_metrics(launched, case):
+    """Each rank evaluates every other batch of the 16 samples (3 batches of 6: rank 0 two, rank 1
+    one), and the summed metric sums give the single process's figures of the whole split."""
+    ddp = metric_rows(launched["records"][case][0]["run_dir"])
+    one = metric_rows(launched["reference_dirs"][case])
+    assert len(ddp) == len(one) == BASE["train"]["epochs"]
+    for a, b in zip(ddp, one):
+        for split in ("val", "test"):
+            for task, metrics in b[split].items():
+                for key, value in metrics.items():
+                    assert a[split][task][key] == pytest.approx(value, rel=1e-5, abs=1e-7), (split, task, key)
+
+
+def test_evaluation_share_is_round_robin_and_only_with_a_batch_for_every_rank(monkeypatch):
+    chunks = list(torch.arange(10).split(3))  # 4 batches
+    whole = batches.Batches(None, chunks)
+    monkeypatch.setattr(distributed, "world", lambda: 3)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    share = distributed.evaluation_share(whole)
+    assert [c.tolist() for c in share.chunks] == [[3, 4, 5]]
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    assert [c.tolist() for c in distributed.evaluation_share(whole).chunks] == [[0, 1, 2], [9]]
+    monkeypatch.setattr(distributed, "world", lambda: 5)  # fewer batches than ranks: no sharing
+    assert distributed.evaluation_share(whole) is None
+    monkeypatch.setattr(distributed, "world", lambda: 1)
+    assert distributed.evaluation_share(whole) is None
 
 
 def test_the_compared_models_trained(launched, tmp_path):
