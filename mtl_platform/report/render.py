@@ -36,14 +36,22 @@ def _model_lines(group: dict) -> list[str]:
         gates = (model.get("state") or {}).get("gates")
         if gates:
             text += "; gates α_t " + ", ".join(f"{t} {v:.3f}" for t, v in gates.items())
-        p = model["parameters"]
-        text += (f"; parameters {p['total']:,} (shared {p['shared']:,}; "
-                 + ", ".join(f"{t} {n:,}" for t, n in p["tasks"].items())
-                 + (f"; frozen {p['frozen']:,}" if p.get("frozen") else "") + ")")
+        text += "; " + _parameter_text(model["parameters"])
         if model.get("searched_parameters"):
             text += f"; searched model {model['searched_parameters']['total']:,}"
         lines.append(prefix + text)
     return lines
+
+
+def _parameter_text(p: dict) -> str:
+    """``parameters TOTAL (shared S; task N, ...; frozen F)``, with the parts the run recorded (a
+    results file from an older version, or a domain's own model, may lack some)."""
+    parts = [f"shared {p['shared']:,}"] if "shared" in p else []
+    if p.get("tasks"):
+        parts.append(", ".join(f"{t} {n:,}" for t, n in p["tasks"].items()))
+    if p.get("frozen"):
+        parts.append(f"frozen {p['frozen']:,}")
+    return f"parameters {p.get('total', 0):,}" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def _num(v) -> str:

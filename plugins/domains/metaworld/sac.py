@@ -69,7 +69,13 @@ class ActorCritic(nn.Module):
         def count(params) -> int:
             return sum(p.numel() for p in params)
 
-        return {"total": count(p for p in self.parameters() if p.requires_grad),
+        # the architecture contract's keys (what reports read), over actor and both critics; the
+        # targets are the frozen parameters; then each network's own counts
+        return {"total": count(self.parameters()),
+                "shared": count(self.actor_shared()) + count(self.critic_shared()),
+                "tasks": {t: count(self.task_parameters(t)) for t in self.tasks},
+                "architecture": count(self.architecture_parameters()),
+                "frozen": count(p for p in self.parameters() if not p.requires_grad),
                 "actor": self.actor.parameter_counts(), "critic": self.critics[0].parameter_counts(),
                 "critics": len(self.critics), "target": count(self.targets.parameters())}
 

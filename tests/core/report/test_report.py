@@ -310,3 +310,14 @@ def test_gradient_conflict_rate_comes_from_each_runs_diagnostics(tmp_path):
     assert "gradient conflict: 50.0 ± " in report.render_terminal(rep)
     (runs[1] / "diagnostics.jsonl").unlink()
     assert report.build_report(report.load_results(runs))["groups"][0]["conflict_percent"] is None
+
+
+def test_parameter_counts_render_with_the_parts_a_run_recorded():
+    """A results file without some parts (an older version's, or a domain's own model) renders
+    what it has instead of failing the whole report (the MT10 sweep's report hit KeyError 'shared')."""
+    from mtl_platform.report.render import _parameter_text
+
+    assert _parameter_text({"total": 1234}) == "parameters 1,234"
+    assert _parameter_text({"total": 20, "shared": 12, "tasks": {"a": 4, "b": 4}, "frozen": 3}) == \
+        "parameters 20 (shared 12; a 4, b 4; frozen 3)"
+    assert _parameter_text({"total": 9, "actor": {}, "critic": {}}) == "parameters 9"

@@ -12,6 +12,7 @@ import yaml
 pytest.importorskip("metaworld")
 
 from mtl_platform import registry as registry_mod  # noqa: E402
+from mtl_platform import session  # noqa: E402
 from mtl_platform.cli import main  # noqa: E402
 from mtl_platform.config import resolve  # noqa: E402
 from mtl_platform.contracts.weighting import Needs  # noqa: E402
@@ -195,6 +196,22 @@ def test_mt1_runs_the_trainer_and_records_versions(registry, tmp_path, one_threa
     assert set(results["test"]["reach-v3"]) == {"success", "return"}
     assert results["environment"]["metaworld"].startswith("3.")
     assert results["environment"]["env_steps_per_task"] == 30
+
+
+def test_the_report_renders_a_run(tmp_path, one_thread):
+    """A sweep's report reads the actor-critic's parameter counts like any architecture's (it
+    failed with KeyError 'shared' at the end of the MT10 sweep)."""
+    cfg = yaml.safe_load(open("configs/rl/mt1_smoke.yaml"))
+    cfg["domain"].update(steps_per_epoch=30, warmup_steps=20, max_episode_steps=15, eval_episodes=1, val_episodes=1)
+    cfg["train"].update(epochs=1, progress=False)
+    cfg["baselines"] = {"stl": False}
+    cfg["output"] = {"root": str(tmp_path / "runs")}
+    (tmp_path / "mt1.yaml").write_text(yaml.safe_dump(cfg))
+    results = session.train(tmp_path / "mt1.yaml", echo=lambda *a, **k: None)
+    counts = results["parameters"]
+    assert counts["shared"] > 0 and set(counts["tasks"]) == {"reach-v3"} and counts["frozen"] == counts["target"]
+    main(["report", str(results["run_dir"]), "--out", str(tmp_path / "report")])  # a refusal would exit 2
+    assert f"shared {counts['shared']:,}" in (tmp_path / "report" / "report.md").read_text()
 
 
 # -- resume ------------------------------------------------------------------------------------
