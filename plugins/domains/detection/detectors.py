@@ -80,6 +80,9 @@ def build_detector(detector: str, num_classes: int, image_size: int | None = Non
     if detector == "ssd300_vgg16" and image_size is not None and image_size < SSD_MIN_SIZE:
         raise UserError(f"domain.image_size: got {image_size}; ssd300_vgg16's VGG-16 extra layers need at least "
                         f"{SSD_MIN_SIZE} (use ssdlite320_mobilenet_v3_large or fcos for small images)")
+    if detector == "fcos" and fpn_channels % 32:
+        raise UserError(f"domain.fpn_channels: got {fpn_channels}; FCOS's head normalises with GroupNorm(32), so "
+                        f"use a multiple of 32")
     if detector in BUILDERS:
         model = getattr(tvd, detector)(weights=None, weights_backbone=None, num_classes=num_classes)
     else:
