@@ -134,13 +134,28 @@ def load_local_weights(model: nn.Module, path: str | None, where: str) -> None:
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:  # a bare backbone's keys
         for prefix in ("backbone.", "backbone.body."):
-            trial = {prefix + k: v for k, v in state.items() if prefix + k in own and own[prefix + k].shape == v.shape}
+            trial = {_ssd_vgg_key(model, prefix + k): v for k, v in state.items()}
+            trial = {k: v for k, v in trial.items() if k in own and own[k].shape == v.shape}
             if len(trial) > len(matched):
                 matched = trial
     if not matched:
         raise UserError(f"{where}: {str(file)!r} has no parameter of this detector (keys like "
                         f"{next(iter(own))!r} or its backbone's own)")
     model.load_state_dict(matched, strict=False)
+    print(f"{where}: loaded {len(matched)} of the {len(state)} tensors in {file} "
+          f"({len(own)} in the detector)")
+
+
+def _ssd_vgg_key(model: nn.Module, key: str) -> str:
+    """torchvision's SSD300 splits VGG-16's ``features`` at the fourth max-pool: layers from there
+    on live in ``backbone.extra.0`` (``SSDFeatureExtractorVGG``); a VGG file's ``features.K`` key
+    is renamed accordingly."""
+    features = getattr(getattr(model, "backbone", None), "features", None)
+    parts = key.split(".")
+    if (features is not None and hasattr(model.backbone, "extra") and parts[:2] == ["backbone", "features"]
+            and len(parts) > 2 and parts[2].isdigit() and int(parts[2]) >= len(features)):
+        return ".".join(["backbone", "extra", "0", str(int(parts[2]) - len(features)), *parts[3:]])
+    return key
 
 
 __all__ = ["BUILDERS", "FAMILIES", "DETECTORS", "RESNETS", "build_detector", "family", "load_local_weights",

@@ -118,3 +118,27 @@ def test_local_pretrained_backbone_weights_are_loaded(tmp_path, one_thread):
     domain = build_domain(cfg, registry)
     model = build_experiment(cfg, registry, domain).model
     torch.testing.assert_close(model.detector.backbone.body.conv1.weight, weights["conv1.weight"])
+
+
+def test_a_torchvision_vgg16_file_loads_into_ssd300_across_its_split(tmp_path, one_thread):
+    """SSD300 keeps VGG-16's layers after the fourth max-pool in ``backbone.extra.0``."""
+    import torchvision
+
+    from mtl_platform_plugins.domains.detection.detectors import build_detector, load_local_weights
+
+    torch.manual_seed(0)
+    net = torchvision.models.vgg16(weights=None)
+    vgg = net.features
+    path = tmp_path / "vgg16_features.pth"
+    torch.save(net.state_dict(), path)  # keys as in torchvision's VGG files: features.K..., classifier...
+    model = build_detector("ssd300_vgg16", 21)
+    load_local_weights(model, str(path), "domain.pretrained")
+    torch.testing.assert_close(model.backbone.features[0].weight, vgg[0].weight)
+    torch.testing.assert_close(model.backbone.extra[0][1].weight, vgg[24].weight)  # conv5_1
+
+
+def test_the_voc07_config_names_the_missing_data_in_one_line(tmp_path, capsys):
+    path = ROOT / "configs" / "detection" / "voc07_ssd300.yaml"
+    code, out, err = run_cli(["train", str(path), "--no-progress", "--set", f"domain.data.root={tmp_path}/voc",
+                              "--set", f"output.root={tmp_path}/runs"], capsys)
+    assert_one_line_error(code, out, err, r"VOCdevkit/VOC2007/Annotations' not found.*host.robots.ox.ac.uk")
