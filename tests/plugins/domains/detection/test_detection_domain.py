@@ -78,12 +78,6 @@ def test_evaluation_reports_every_ap_over_the_split(domain, one_thread):
     assert all(0.0 <= v <= 1.0 for v in metrics["detection"].values())
 
 
-def test_the_stl_reference_trains_every_loss_term():
-    from mtl_platform_plugins.domains.detection.domain import Detection
-
-    assert Detection.stl_domain_config({"name": "detection", "tasks": ["detection"]})["tasks"] is None
-
-
 def _refused(tmp_path, capsys, sets, pattern):
     cfg, _ = config()
     raw, _ = apply_overrides(cfg, [f"output.root={tmp_path / 'runs'}", *sets])
@@ -142,3 +136,38 @@ def test_the_voc07_config_names_the_missing_data_in_one_line(tmp_path, capsys):
     code, out, err = run_cli(["train", str(path), "--no-progress", "--set", f"domain.data.root={tmp_path}/voc",
                               "--set", f"output.root={tmp_path}/runs"], capsys)
     assert_one_line_error(code, out, err, r"VOCdevkit/VOC2007/Annotations' not found.*host.robots.ox.ac.uk")
+
+
+@pytest.mark.parametrize("space", ["shared", "all"])
+def test_the_wider_gradient_spaces_train(domain, space, one_thread):
+    cfg, registry = config([f"domain.gradient_space={space}", "weighting=pcgrad"])
+    exp = build_experiment(cfg, registry, build_domain(cfg, registry))
+    exp.model.train()
+    before = {n: p.detach().clone() for n, p in exp.model.named_parameters()}
+    batch = to_device(next(iter(exp.domain.loaders("train"))), exp.device)
+    out = exp.domain.train_step(batch, exp.model, exp.engine, exp.optimizers)
+    assert all(torch.isfinite(v) for v in out.losses.values())
+    moved = {n for n, p in exp.model.named_parameters() if not torch.equal(before[n], p)}
+    assert any(n.startswith("detector.backbone.") for n in moved)
+    assert any(n.startswith("detector.head.classification_head.") for n in moved)
+    assert any(n.startswith("detector.head.regression_head.") for n in moved)
+
+
+def test_the_stl_reference_run_is_the_summed_loss_detector(one_thread):
+    """What ``baselines.ensure_baseline`` builds for the evaluated task ``detection``."""
+    from mtl_platform.baselines import stl_config
+    from mtl_platform_plugins.domains.detection.domain import Detection
+
+    cfg, registry = config(["weighting=gh", "baselines.stl=true"])
+    stl = stl_config(cfg, "detection", registry)
+    stl["domain"] = Detection.stl_domain_config(stl["domain"])
+    exp = build_experiment(stl, registry)
+    assert exp.domain.task_names == ["classification", "localisation"] and exp.weighting.name == "ew"
+
+
+@pytest.mark.parametrize("detector, owner", [("fcos", ""), ("fasterrcnn", "roi_heads")])
+def test_score_thresh_reaches_the_detectors_postprocessing(detector, owner, one_thread):
+    cfg, registry = config([f"domain.detector={detector}", "domain.score_thresh=0.01"])
+    model = build_experiment(cfg, registry, build_domain(cfg, registry)).model
+    target = getattr(model.detector, owner) if owner else model.detector
+    assert target.score_thresh == 0.01
