@@ -171,3 +171,15 @@ def test_score_thresh_reaches_the_detectors_postprocessing(detector, owner, one_
     model = build_experiment(cfg, registry, build_domain(cfg, registry)).model
     target = getattr(model.detector, owner) if owner else model.detector
     assert target.score_thresh == 0.01
+
+
+def test_a_closure_method_steps_the_detector(one_thread):
+    """SAM re-evaluates the grouped losses at perturbed weights through the domain's closure."""
+    cfg, registry = config(["closure=sam"])
+    exp = build_experiment(cfg, registry, build_domain(cfg, registry))
+    exp.model.train()
+    before = [p.detach().clone() for p in exp.model.shared_parameters()]
+    batch = to_device(next(iter(exp.domain.loaders("train"))), exp.device)
+    out = exp.closure.step(exp.domain.closure(batch, exp.model), exp.engine, exp.optimizers)
+    assert all(torch.isfinite(v) for v in out.losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, exp.model.shared_parameters()))
