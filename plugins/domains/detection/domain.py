@@ -118,11 +118,9 @@ class Detection(Domain):
         detector = build_detector(v["detector"], len(self.classes()) + 1, v["image_size"], v["backbone"],
                                   v["fpn_channels"], v["head_convs"])
         load_local_weights(detector, v["pretrained"], "domain.pretrained")
-        if v["score_thresh"] is not None:
-            for owner in (detector, getattr(detector, "roi_heads", None)):
-                for attr in ("score_thresh",):
-                    if owner is not None and hasattr(owner, attr):
-                        setattr(owner, attr, v["score_thresh"])
+        if v["score_thresh"] is not None:  # Faster R-CNN keeps it on its ROI heads, the others on themselves
+            owner = getattr(detector, "roi_heads", detector)
+            owner.score_thresh = v["score_thresh"]
         return DetectorModel(detector, self.grouping, v["gradient_space"])
 
     def compose(self, architecture, weighting):
