@@ -68,10 +68,11 @@ def build_architecture(config: dict, registry: Registry, domain: Domain) -> Arch
     ``Domain.compose``, where a domain that trains several networks builds each of them)."""
     arch = registry.get("architecture", config["architecture"]["name"]).cls
     wcls = registry.get("weighting", config["weighting"]["name"]).cls
-    return domain.compose(
-        lambda encoder_factory, head_factory: arch(domain.task_names, encoder_factory, head_factory,
-                                                   **_kwargs(config["architecture"])),
-        lambda: wcls(domain.task_names, **_kwargs(config["weighting"])))
+    def architecture(encoder_factory, head_factory):
+        return arch(domain.task_names, encoder_factory, head_factory, **_kwargs(config["architecture"]))
+
+    architecture.architecture_name = config["architecture"]["name"]  # a domain may refuse one (detection)
+    return domain.compose(architecture, lambda: wcls(domain.task_names, **_kwargs(config["weighting"])))
 
 
 def build_experiment(config: dict, registry: Registry, domain: Domain | None = None) -> Experiment:
