@@ -56,7 +56,7 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         {
             "delta": metrics.deltas(r["mtl"], r["stl"], spec),
             "relative": metrics.relative_deltas(r["mtl"], r["stl"], spec),
-            "delta_p": metrics.delta_p(r["mtl"], r["stl"], spec),
+            "delta_p": _delta_p(r["mtl"], r["stl"], spec),
             "eta": metrics.eta(r["mtl"], r["stl"], spec),
         }
         for r in runs
@@ -99,12 +99,26 @@ def _group_report(group: str, runs: list[dict]) -> dict:
     if has_stl:
         dp = [s["delta_p"] for s in per_seed]
         et = [s["eta"] for s in per_seed]
-        out["delta_p_percent"] = {**_stat(dp), "p_value": metrics.p_value_vs_zero(dp), "per_seed": dp}
+        undefined = [r["seed"] for r, d in zip(runs, dp) if d is None]
+        if undefined:  # η and every Δ are still defined; Δp is a ratio to STL values that are all 0
+            out["delta_p_undefined"] = (f"every metric in Δp has an STL value of 0 in seed(s) "
+                                        f"{', '.join(map(str, undefined))}")
+        else:
+            out["delta_p_percent"] = {**_stat(dp), "p_value": metrics.p_value_vs_zero(dp), "per_seed": dp}
         out["eta_percent"] = {**_stat(et), "per_seed": et}
         mean_delta = {task: {metric: row["delta"]["mean"] for metric, row in entry["metrics"].items()}
                       for task, entry in tasks.items()}
         out["eta_of_mean_percent"] = metrics.eta_from_deltas(mean_delta, spec)
     return out
+
+
+def _delta_p(mtl, stl, spec) -> float | None:
+    """One seed's Δp, or None where no metric counts (every STL value in Δp is 0, e.g. a
+    detector's AP or a policy's success rate at a small budget): the report then says so."""
+    try:
+        return metrics.delta_p(mtl, stl, spec)
+    except ValueError:
+        return None
 
 
 def model_summary(result: dict) -> dict:

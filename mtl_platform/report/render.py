@@ -98,8 +98,11 @@ def _table(group: dict) -> list[list[str]]:
 def _summary(group: dict) -> list[str]:
     n = len(group["seeds"])
     dp, et = group["delta_p_percent"], group["eta_percent"]
-    if dp is None:
+    if et is None:
         lines = ["Δp = n/a (no STL baselines)", "η = n/a (no STL baselines)"]
+    elif dp is None:
+        lines = [f"Δp = n/a ({group['delta_p_undefined']})",
+                 f"η = {et['mean']:.0f} %" + (f" ± {et['std']:.0f}" if n > 1 else "")]
     else:
         lines = [
             f"Δp = {dp['mean']:+.2f} %" + (f" ± {dp['std']:.2f}" if n > 1 else "") + f" (p = {_p(dp['p_value'])})",

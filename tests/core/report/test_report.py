@@ -156,6 +156,20 @@ def test_group_without_stl_reports_mtl_only():
     assert "Δp = n/a" in report.render_terminal(built)
 
 
+def test_stl_values_all_zero_leave_delta_p_undefined_and_the_rest_reported():
+    """A policy's success rate or a detector's AP can be 0 for every STL baseline at a small
+    budget: Δp (a ratio to them) is undefined, the report says why and still gives Δ and η
+    (before, building the report raised ValueError after training had finished)."""
+    runs = [_result("zzz", "hps + ew", s, A_ACC[s], (0.0, 0.0)) for s in (0, 1)]
+    built = report.build_report(runs)
+    g = built["groups"][0]
+    assert g["delta_p_percent"] is None and "seed(s) 0, 1" in g["delta_p_undefined"]
+    assert g["eta_percent"]["mean"] == 100.0  # every Δ ≥ 0 against STL 0
+    assert g["tasks"]["left"]["metrics"]["accuracy"]["delta"]["mean"] == pytest.approx((0.84 + 0.50) / 2)
+    text = report.render_terminal(built)
+    assert "Δp = n/a (every metric in Δp has an STL value of 0 in seed(s) 0, 1)" in text and "η = 100 %" in text
+
+
 def test_different_specs_in_one_group_raise():
     results = _results()[:3]
     results[1] = {**results[1], "spec": {"left": SPEC["left"]}}
