@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -195,8 +196,12 @@ class Domain(Configurable):
 
     def present(self, batch) -> Tensor | None:
         """Which loss terms have a labelled sample in ``batch``: a (m,) bool tensor on the device
-        (``labels.present``), or None when the batch carries no label mask."""
-        return present(unpack(batch)[2], self.task_names)
+        (``labels.present``), or None when the batch carries no label mask — any batch other than
+        ``(inputs, targets, {task: labelled})``, such as a domain's own format (UDA's source and
+        target batches) that reaches this default protocol through its own ``losses``."""
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[2], Mapping)):
+            return None
+        return present(dict(batch[2]), self.task_names)
 
     def train_step(self, batch, model: nn.Module, engine, optimizers) -> StepOutput:
         """The default protocol: losses, one engine backward, one (possibly accumulated) step,
