@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .atomic import writes  # noqa: F401  (rank 0 writes; atomic.atomic_write and runs.append_jsonl ask it)
+from .batches import Batches
 from .errors import UserError
 
 
@@ -105,8 +106,6 @@ def evaluation_share(batches):
     robin), when there are at least as many batches as ranks, so that every rank holds a part of
     every metric sum and the sums add up across ranks (``sum_``); None otherwise (one process, or
     fewer batches than ranks: every rank then evaluates the whole split)."""
-    from .batches import Batches
-
     size = world()
     if size <= 1 or not isinstance(batches, Batches) or len(batches.chunks) < size:
         return None

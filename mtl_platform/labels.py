@@ -27,6 +27,15 @@ from torch import Tensor
 MISSING = -1  #: the sentinel a classification target may carry for "no label"
 
 
+def label_masks(batch) -> dict:
+    """The ``{task: labelled}`` masks ``batch`` carries: the third element of
+    ``(inputs, targets, {task: labelled})``; ``{}`` for a batch of any other form (fully labelled,
+    or a domain's own format, such as UDA's source and target batches)."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[2], Mapping):
+        return dict(batch[2])
+    return {}
+
+
 def unpack(batch) -> tuple:
     """``(inputs, targets, labelled)`` of a batch of two or three elements (``{}``: all labelled)."""
     if len(batch) == 3:

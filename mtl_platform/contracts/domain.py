@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -12,7 +11,7 @@ from torch.utils.data import Dataset
 from .. import distributed
 from ..batches import Batches, batch_indices, subset, to_device
 from ..errors import UserError
-from ..labels import present, unpack
+from ..labels import label_masks, present, unpack
 from ..params import Param, did_you_mean
 from .closure import LossClosure
 from .component import Configurable
@@ -199,9 +198,7 @@ class Domain(Configurable):
         (``labels.present``), or None when the batch carries no label mask — any batch other than
         ``(inputs, targets, {task: labelled})``, such as a domain's own format (UDA's source and
         target batches) that reaches this default protocol through its own ``losses``."""
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[2], Mapping)):
-            return None
-        return present(dict(batch[2]), self.task_names)
+        return present(label_masks(batch), self.task_names)
 
     def train_step(self, batch, model: nn.Module, engine, optimizers) -> StepOutput:
         """The default protocol: losses, one engine backward, one (possibly accumulated) step,

@@ -149,9 +149,6 @@ class GradientEngine:
             self._said.add(message)
             self.echo(message)
 
-    def stack(self, losses: Mapping[str, Tensor]) -> Tensor:
-        return torch.stack(self.terms(losses))
-
     def terms(self, losses: Mapping[str, Tensor]) -> list[Tensor]:
         """The task losses as scalars in task order, in full precision (the spaces differentiate
         each one alone: ``jacobian.task_jacobian``)."""

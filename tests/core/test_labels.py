@@ -186,3 +186,17 @@ def test_a_default_weighting_sees_the_zero_row_and_the_absent_weight_is_zero():
     answer = GradientEngine(model, weighting, ["a", "b"]).backward(losses, present=torch.tensor([False, True]))
     assert weighting.gram[0].abs().max() == 0.0
     assert answer.tolist() == [0.0, 3.0]
+
+
+def test_only_a_batch_of_inputs_targets_and_a_mapping_carries_masks():
+    """A domain's own batch format (UDA: source inputs, labels, target inputs) reaching the default
+    protocol carries no masks (the merged partial labels read it as one and broke UDA)."""
+    import torch
+
+    from mtl_platform.labels import label_masks
+
+    x, y = torch.zeros(2, 3), torch.zeros(2)
+    mask = torch.tensor([True, False])
+    assert label_masks((x, {"a": y}, {"a": mask}))["a"] is mask
+    assert label_masks((x, {"a": y})) == {}
+    assert label_masks((x, y, torch.zeros(2, 3))) == {}  # a third tensor is not a mask mapping
