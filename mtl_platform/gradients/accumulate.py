@@ -9,7 +9,8 @@ of every call of such a module. Then:
 1. per task t, one backward pass of L_t down to those outputs only gives U_t = ∂L_t/∂y for
    every call (autograd skips the parameters' own gradients: nothing asks for them);
 2. per module, its block of G: for a linear or convolution layer in closed form from its
-   inputs X and the U_t (∇_W L_t = U_tᵀ X; with fewer positions than weights, through the
+   inputs X and the U_t (∇_W L_t = U_tᵀ X, for a convolution through its own weight-gradient
+   kernel rather than an unfolded X; with fewer positions than weights, through the
    R × R kernel X Xᵀ without forming the gradients); for a batch norm from its normalised
    input x̂ (∇_γ L_t = Σ U_t ∘ x̂, ∇_β L_t = Σ U_t); for any other module, J_k by local
    backward passes from its output to its own parameters, freed once its Gramian is added;
@@ -32,6 +33,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.grad import conv2d_weight
 
 from .combine import gramian, working_dtype
 from .jacobian import _write_row
@@ -187,8 +189,9 @@ class GramianAccumulator:
                     channels = module.weight.numel()
                     kept[id(unit)] = (torch.zeros(m, channels, dtype=dtype, device=device),
                                       torch.zeros(m, channels, dtype=dtype, device=device))
-                elif plan == "rows":
-                    context[id(unit)] = [_input_rows(module, x.detach()).to(dtype) for x, _ in unit.calls]
+                elif plan == "rows":  # a convolution keeps its input, a linear layer its input rows
+                    context[id(unit)] = [(x.detach() if _is_conv(module) else _input_rows(module, x.detach())).to(dtype)
+                                         for x, _ in unit.calls]
                     kept[id(unit)] = (torch.zeros(m, module.weight.numel(), dtype=dtype, device=device),
                                       torch.zeros(m, module.out_channels if _is_conv(module) else module.out_features,
                                                   dtype=dtype, device=device))
@@ -244,6 +247,10 @@ class GramianAccumulator:
             dims = [0, *range(2, g.dim())]
             part[0][t] += (g * context[call]).sum(dims)
             part[1][t] += g.sum(dims)
+        elif plan == "rows" and _is_conv(module):  # the convolution's own weight-gradient kernel, no im2col
+            part[0][t] += conv2d_weight(context[call], module.weight.shape, g, module.stride, module.padding,
+                                        module.dilation, module.groups).reshape(-1)
+            part[1][t] += g.sum((0, 2, 3))
         elif plan == "rows":
             u = _output_rows(module, g[None])[0]                         # (R, out)
             part[0][t] += (u.T @ context[call]).reshape(-1)

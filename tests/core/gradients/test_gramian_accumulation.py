@@ -150,6 +150,41 @@ def test_tied_twice_called_tuple_output_and_unused_modules_are_exact(dtype, trai
     assert close(got, want, want.abs().max().item(), 10 * tol)
 
 
+@pytest.mark.parametrize("geometry", [
+    dict(kernel_size=3, padding=1),
+    dict(kernel_size=3, stride=2, padding=(1, 2), bias=False),
+    dict(kernel_size=(3, 1), dilation=2, padding=(2, 0)),
+    dict(kernel_size=1, stride=2),
+], ids=["3x3", "strided-asymmetric-nobias", "dilated-rect", "1x1-strided"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_convolutions_with_more_positions_than_weights_are_exact_in_every_geometry(geometry, dtype):
+    """The per-task plan of a convolution (R² ≥ P: its weight gradient per task, through the
+    convolution's own weight-gradient kernel) over strides, dilations, asymmetric padding, no bias
+    and two calls of the same layer: G = J Jᵀ and the update wᵀJ."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, **geometry).to(dtype)
+    heads = nn.ModuleList(nn.Linear(4, 1) for _ in range(3)).to(dtype)
+    model = nn.ModuleDict(dict(conv=conv, heads=heads))
+    shared = list(conv.parameters())
+    acc = GramianAccumulator(model, [shared])
+    x = torch.randn(4, 3, 12, 11, dtype=dtype)
+    z = conv(torch.tanh(conv(x)[:, :3])) if conv.out_channels > 3 else None  # the layer called twice
+    feats = torch.tanh(z).mean((2, 3))
+    losses = torch.stack([h(feats).pow(2).mean() * (t + 1) for t, h in enumerate(heads)])
+    assert acc._plan(acc.units[0]) == "rows"
+    grams, state = acc.compute(losses, list(heads.parameters()))
+    jac = task_jacobian(losses, shared, batched=False)
+    expected = gramian(jac)
+    scale = expected.diagonal().max().item()
+    tol = 1e-12 if dtype is torch.float64 else 1e-5
+    assert scale > 0 and close(grams[0], expected, scale, tol), (grams[0] - expected).abs().max().item() / scale
+    w = torch.tensor([[0.3, -1.2, 0.8]], dtype=torch.float64)
+    acc.apply(state, w, torch.ones(3, dtype=dtype), 1.0, _add)
+    want = w[0].to(dtype) @ jac
+    got = torch.cat([_grad(p) for p in shared])
+    assert close(got, want, want.abs().max().item(), 10 * tol)
+
+
 def gramian_weightings():
     from mtl_platform import registry
 

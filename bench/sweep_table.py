@@ -1,0 +1,78 @@
+"""Any metrics of a finished `mtl sweep`, one row per cell group, against a reference group.
+
+    python bench/sweep_table.py SWEEP_DIR --task detection --metrics AP,AP50,AP75 --reference weighting.name=ew
+
+One row per group of cells that differ only in ``train.seed`` (named by their overrides): each
+metric's test value (``results.json``, the selected checkpoint) as mean ± std over the seeds, with
+the two-sided Welch p-value of the difference to the reference group (``mtl_platform.metrics.
+p_value_welch``; "–" with fewer than 3 seeds on either side); a last column lists the seeds. Every
+group is printed, favourable or not, in the sweep's order. The output is a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from mtl_platform.metrics import p_value_welch
+
+
+def group_name(cell: dict) -> str:
+    overrides = {k: v for k, v in (cell.get("overrides") or {}).items() if k != "train.seed"}
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "config"
+
+
+def collect(sweep: Path, task: str, metrics: list[str]) -> dict[str, dict]:
+    """{group: {"seeds": [...], metric: [value per seed]}} over the sweep's finished cells."""
+    cells = [c for c in json.loads((sweep / "sweep.json").read_text())["cells"] if c["status"] == "done"]
+    groups: dict[str, dict] = {}
+    for cell in cells:
+        results = json.loads((Path(cell["run_dir"]) / "results.json").read_text())
+        row = groups.setdefault(group_name(cell), {"seeds": [], **{m: [] for m in metrics}})
+        row["seeds"].append(int(cell["overrides"].get("train.seed", results.get("seed", 0))))
+        for m in metrics:
+            row[m].append(float(results["test"][task][m]))
+    return groups
+
+
+def table(groups: dict[str, dict], metrics: list[str], reference: str, digits: int = 3) -> str:
+    def stat(values: list[float]) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+    def p(values: list[float], metric: str) -> str:
+        if reference not in groups:
+            return "–"
+        value = p_value_welch(values, groups[reference][metric])
+        return "–" if value is None else f"{value:.2f}"
+
+    head = ["group"] + [x for m in metrics for x in (m, f"p vs ref")] + ["seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in groups.items():
+        mark = " (reference)" if name == reference else ""
+        cells = [f"{name}{mark}"]
+        for m in metrics:
+            cells += [stat(row[m]), "" if name == reference else p(row[m], m)]
+        cells.append(",".join(str(s) for s in row["seeds"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep", type=Path)
+    ap.add_argument("--task", required=True, help="the results' task entry, e.g. detection")
+    ap.add_argument("--metrics", required=True, help="comma-separated metric names")
+    ap.add_argument("--reference", required=True, help="the reference group's name, e.g. weighting.name=ew")
+    ap.add_argument("--digits", type=int, default=3)
+    args = ap.parse_args()
+    metrics = [m for m in args.metrics.split(",") if m]
+    groups = collect(args.sweep, args.task, metrics)
+    if args.reference not in groups:
+        raise SystemExit(f"sweep_table: no group named {args.reference!r}; groups: {', '.join(groups)}")
+    print(table(groups, metrics, args.reference, args.digits))
+
+
+if __name__ == "__main__":
+    main()
