@@ -99,6 +99,7 @@ class CSS(RetrievalData):
     def __init__(self, seed: int = 0, **params):
         super().__init__(seed, **params)
         self._data = None
+        self._images: dict[str, torch.Tensor] = {}  # train and val share the training images
 
     def data(self) -> dict:
         if self._data is None:
@@ -131,9 +132,11 @@ class CSS(RetrievalData):
         n = len(entry["objects_img"])
         labels = entry.get("labels")
         scenes = torch.as_tensor(np.asarray(labels, dtype=np.int64) if labels is not None else np.arange(n))
-        folder = _need(Path(self.root).expanduser() / "images", "folder")
-        images = torch.from_numpy(np.stack([_png(folder / f"css_{part}_{i:06d}.png", self.image_size)
-                                            for i in range(n)]))
+        if part not in self._images:
+            folder = _need(Path(self.root).expanduser() / "images", "folder")
+            self._images[part] = torch.from_numpy(np.stack([_png(folder / f"css_{part}_{i:06d}.png",
+                                                                 self.image_size) for i in range(n)]))
+        images = self._images[part]
         source, target, texts = self.pairs(part)
         if part == "train":
             order = np.random.default_rng(self.data_seed).permutation(len(source))

@@ -128,10 +128,12 @@ def render(scene: tuple, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.round(small * 255).astype(np.uint8)
 
 
-def make_split(base: int, per_scene: int, size: int, low: int, high: int, seed: int, split: str) -> RetrievalSplit:
-    """``base`` base scenes of ``split`` with ``per_scene`` modifications each (module docstring)."""
+def plan_split(base: int, per_scene: int, low: int, high: int, seed: int, split: str):
+    """The scenes of ``split`` before rendering: (scene of every image, source, target, texts, the
+    generator of each image's jitter). Image ``k`` is a base scene or a target; query ``j`` is
+    (``source[j]``, ``texts[j]``) → ``target[j]``."""
     stream = zlib.crc32(split.encode())
-    images, keys, source, target, texts = [], [], [], [], []
+    keys, source, target, texts, rngs = [], [], [], [], []
     for b in range(base):
         rng = np.random.default_rng(mix_seed(seed, stream, b))
         scene = random_scene(rng, low, high)
@@ -144,13 +146,19 @@ def make_split(base: int, per_scene: int, size: int, low: int, high: int, seed: 
                 break
         origin = len(keys)
         keys.append(scene)
-        images.append(render(scene, size, rng))
         for goal, text in mods.items():
             source.append(origin)
             target.append(len(keys))
             texts.append(text)
             keys.append(goal)
-            images.append(render(goal, size, rng))
+        rngs += [rng] * (1 + len(mods))
+    return keys, source, target, texts, rngs
+
+
+def make_split(base: int, per_scene: int, size: int, low: int, high: int, seed: int, split: str) -> RetrievalSplit:
+    """``base`` base scenes of ``split`` with ``per_scene`` modifications each (module docstring)."""
+    keys, source, target, texts, rngs = plan_split(base, per_scene, low, high, seed, split)
+    images = [render(key, size, rng) for key, rng in zip(keys, rngs)]
     ids: dict[tuple, int] = {}
     scenes = [ids.setdefault(k, len(ids)) for k in keys]
     return RetrievalSplit(torch.from_numpy(np.stack(images)), torch.tensor(scenes), torch.tensor(source),
