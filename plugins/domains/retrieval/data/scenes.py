@@ -15,10 +15,11 @@ Modifications (the three CSS kinds), each with an EXACT target scene:
 - ``make <colour> <shape> <new colour>``, ``make <colour> <shape> <small|large>``,
   ``make <colour> <shape> a <new shape>`` (an object no other matches in colour and shape).
 
-Each base scene gets ``mods_per_scene`` different modifications with different targets, so the
-gallery holds several near copies of every query image (its siblings) and the text decides which
-one is right: an image-only ranking cannot tell them apart (docs/retrieval.md measures it).
-A split's images are its base scenes and every target; a retrieved image is correct when its scene
+Each base scene gets ``mods_per_scene`` different modifications with different targets (the
+queries) and ``distractors_per_scene`` further modified copies that no query asks for, so the
+gallery holds many near copies of every query image and the text decides which one is right: an
+image-only ranking cannot tell them apart (docs/retrieval.md measures it). A split's images are
+its base scenes, every target and every distractor; a retrieved image is correct when its scene
 equals the target's (``scenes``: one id per distinct scene content of the split). Base scene ``b``
 of a split, its modifications and its images' jitter are a pure function of (``data_seed``, split,
 ``b``); splits use different streams.
@@ -128,36 +129,40 @@ def render(scene: tuple, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.round(small * 255).astype(np.uint8)
 
 
-def plan_split(base: int, per_scene: int, low: int, high: int, seed: int, split: str):
+def plan_split(base: int, per_scene: int, low: int, high: int, seed: int, split: str, distractors: int = 0):
     """The scenes of ``split`` before rendering: (scene of every image, source, target, texts, the
-    generator of each image's jitter). Image ``k`` is a base scene or a target; query ``j`` is
-    (``source[j]``, ``texts[j]``) → ``target[j]``."""
+    generator of each image's jitter). Image ``k`` is a base scene, a target or a distractor (a
+    modification of the base scene no query asks for); query ``j`` is (``source[j]``, ``texts[j]``)
+    → ``target[j]``."""
     stream = zlib.crc32(split.encode())
     keys, source, target, texts, rngs = [], [], [], [], []
     for b in range(base):
         rng = np.random.default_rng(mix_seed(seed, stream, b))
         scene = random_scene(rng, low, high)
         mods: dict[tuple, str] = {}
-        for _ in range(100):
+        for _ in range(200):
             found = modify(rng, scene)
             if found is not None and found[1] not in mods and found[1] != scene:
                 mods[found[1]] = found[0]
-            if len(mods) == per_scene:
+            if len(mods) == per_scene + distractors:
                 break
         origin = len(keys)
         keys.append(scene)
-        for goal, text in mods.items():
-            source.append(origin)
-            target.append(len(keys))
-            texts.append(text)
+        for k, (goal, text) in enumerate(mods.items()):
+            if k < per_scene:
+                source.append(origin)
+                target.append(len(keys))
+                texts.append(text)
             keys.append(goal)
         rngs += [rng] * (1 + len(mods))
     return keys, source, target, texts, rngs
 
 
-def make_split(base: int, per_scene: int, size: int, low: int, high: int, seed: int, split: str) -> RetrievalSplit:
-    """``base`` base scenes of ``split`` with ``per_scene`` modifications each (module docstring)."""
-    keys, source, target, texts, rngs = plan_split(base, per_scene, low, high, seed, split)
+def make_split(base: int, per_scene: int, size: int, low: int, high: int, seed: int, split: str,
+               distractors: int = 0) -> RetrievalSplit:
+    """``base`` base scenes of ``split`` with ``per_scene`` modifications (queries) and
+    ``distractors`` further modified copies each (module docstring)."""
+    keys, source, target, texts, rngs = plan_split(base, per_scene, low, high, seed, split, distractors)
     images = [render(key, size, rng) for key, rng in zip(keys, rngs)]
     ids: dict[tuple, int] = {}
     scenes = [ids.setdefault(k, len(ids)) for k in keys]
@@ -175,6 +180,8 @@ class Scenes(RetrievalData):
         Param("val_scenes", int, 100, "base scenes of the validation split", bounds="[1, inf)"),
         Param("test_scenes", int, 300, "base scenes of the test split", bounds="[1, inf)"),
         Param("mods_per_scene", int, 4, "modifications (queries) per base scene", bounds="[1, 20]"),
+        Param("distractors_per_scene", int, 8, "further modified copies of each base scene in the "
+              "validation and test galleries, asked for by no query (training never ranks a gallery)", bounds="[0, 40]"),
         Param("min_objects", int, 2, "fewest objects in a base scene", bounds="[1, 8]"),
         Param("max_objects", int, 5, "most objects in a base scene", bounds="[1, 8]"),
         Param("data_seed", int, 0, "seed of every scene", bounds="[0, inf)"),
@@ -188,4 +195,5 @@ class Scenes(RetrievalData):
 
     def load(self, split: str) -> RetrievalSplit:
         return make_split(self.values[f"{split}_scenes"], self.mods_per_scene, self.image_size, self.min_objects,
-                          self.max_objects, self.data_seed, split)
+                          self.max_objects, self.data_seed, split,
+                          0 if split == "train" else self.distractors_per_scene)

@@ -25,7 +25,8 @@ from test_cli import run_cli
 ROOT = Path(__file__).resolve().parents[4]
 CONFIG = ROOT / "configs" / "retrieval" / "css_synthetic.yaml"
 TINY = ["domain.data.image_size=16", "domain.data.train_scenes=4", "domain.data.val_scenes=2",
-        "domain.data.test_scenes=3", "domain.data.mods_per_scene=2", "domain.embed_dim=8", "domain.word_dim=4",
+        "domain.data.test_scenes=3", "domain.data.mods_per_scene=2", "domain.data.distractors_per_scene=0",
+        "domain.embed_dim=8", "domain.word_dim=4",
         "domain.batch_size=4", "domain.eval_batch_size=4", "train.epochs=1", "train.device=cpu",
         "train.progress=false", "baselines.stl=false",
         "domain.eval_attacks=[{name: fgsm, eps: 0.1}, {name: pgd, eps: 0.1, steps: 2}]"]
