@@ -208,12 +208,19 @@ class Retrieval(Domain):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str):
         """R@1/5/10 of clean and of attacked queries over the whole split (``metrics``); the gallery
-        (every image of the split) is embedded once, hits summed on the device."""
+        (every image of the split) is embedded once, hits summed on the device. Random attacks
+        (Gaussian noise, PGD's random start) draw from a stream seeded by the domain's seed, so an
+        evaluation repeats exactly and leaves the training's random stream where it was."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         data = self.dataset(split)
         size = self.config["eval_batch_size"]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            return self._evaluate(model, data, size, device, was_training)
+
+    def _evaluate(self, model, data, size, device, was_training):
         try:
             gallery = torch.cat([model.target(to_device(data.float_images(idx), device))
                                  for idx in batch_indices(len(data.images), size, shuffle=False)])
