@@ -46,6 +46,7 @@ def train(config, sets, disable, resume, progress, nproc):
         status = launch(nproc, config, sets, disable, resume, progress)
         if status is not None:
             sys.exit(status)
+    from .session import Interrupted
     from .session import train as run_train
     from .trainer import NonFiniteLoss
 
@@ -54,6 +55,10 @@ def train(config, sets, disable, resume, progress, nproc):
     except NonFiniteLoss as exc:
         click.echo(f"mtl: {exc}", err=True)
         sys.exit(1)
+    except Interrupted as exc:  # Ctrl-C: one line, where to continue from
+        if os.environ.get("RANK", "0") == "0":
+            click.echo(f"mtl: {exc}", err=True)
+        sys.exit(130)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it (the group is closed by now)
         click.echo(f"results: {results['run_dir']}/results.json")
 
@@ -128,8 +133,13 @@ def report(run_dirs, out, formats):
         click.echo(f"wrote {path}")
 
 
+def _complete_kind(ctx, param, incomplete):
+    """Shell completion of ``mtl list KIND``: the plural kind names (no plugin is loaded)."""
+    return [k for k in KIND_ALIASES if k.startswith(incomplete)]
+
+
 @cli.command(name="list")
-@click.argument("kind", required=False)
+@click.argument("kind", required=False, shell_complete=_complete_kind)
 @click.option("--disable", multiple=True, metavar="NAME", help="Block a plugin or component first.")
 def list_components(kind, disable):
     """List registered components (architectures, weightings, domains, ...) with their parameters."""
