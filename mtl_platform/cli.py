@@ -15,7 +15,7 @@ from .errors import UserError
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 KIND_ALIASES = {"architectures": "architecture", "weightings": "weighting", "domains": "domain",
-                "closures": "closure"}
+                "closures": "closure", "loggers": "logger"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

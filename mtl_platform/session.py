@@ -141,15 +141,28 @@ def _train(config, registry, pm, run_dir, resume, echo) -> dict:
     exp = build_experiment(checked, registry, domain)  # builds model and weighting: bad parameters fail here
     plan = arch.stage_plan(config, domain=exp.domain, registry=registry)  # a bad stage setting fails here
     check_distributable(config, exp.domain, plan)
+    loggers = build_loggers(config, registry)  # a missing optional dependency fails here
     if run_dir is None:
         run_dir = Path(distributed.on_rank0(
             lambda: str(runs.create_run_dir(config["output"]["root"], config["output"]["name"]))))
         atomic_write_text(run_dir / runs.CONFIG_FILE, dump(config))
         echo(f"run directory: {run_dir}")
+    for logger in loggers:
+        logger.root = Path(run_dir)
+        pm.register(logger, name=f"logger:{logger.name}")
     try:
         return _train_in(Path(run_dir), config, registry, pm, exp, plan, resume, echo)
     except KeyboardInterrupt:  # Ctrl-C, in the baselines or a stage: one line (the CLI exits 130)
         raise Interrupted(interruption_message(Path(run_dir))) from None
+
+
+def build_loggers(config: dict, registry) -> list:
+    """One logger per entry of the config's ``loggers`` list (``contracts.Logger``)."""
+    built = []
+    for section in config.get("loggers") or []:
+        cls = registry.get("logger", section["name"], where="loggers").cls
+        built.append(cls(**{k: v for k, v in section.items() if k != "name"}))
+    return built
 
 
 def _train_in(run_dir: Path, config, registry, pm, exp, plan, resume, echo) -> dict:
