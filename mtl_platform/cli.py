@@ -133,6 +133,25 @@ def report(run_dirs, out, formats):
         click.echo(f"wrote {path}")
 
 
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="The split to evaluate.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="best: the weights of the epoch the run reported (results.json); last: the last epoch's.")
+@click.option("--export", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also write per-sample predictions: <task>.npz per task, PNG masks for dense labelling "
+                   "tasks, eval.json (docs/report.md).")
+def evaluate(run_dir, split, checkpoint, export):
+    """Re-evaluate a trained run (and its STL baselines) and compare with the figures it recorded."""
+    from .evaluation import evaluate_run, render
+
+    out = evaluate_run(run_dir, split, checkpoint, export, echo=click.echo)
+    click.echo(render(out))
+    if export is not None:
+        click.echo(f"wrote predictions to {export}")
+
+
 def _complete_kind(ctx, param, incomplete):
     """Shell completion of ``mtl list KIND``: the plural kind names (no plugin is loaded)."""
     return [k for k in KIND_ALIASES if k.startswith(incomplete)]
