@@ -8,7 +8,18 @@ from mtl_platform import runs
 from mtl_platform.report import build_report
 from mtl_platform.report.plots import FEW_POINTS, delta_figure, training_figure
 
-from test_report import A_ACC, STL_ACC, _result
+SPEC = {t: {"accuracy": {"higher_is_better": True, "in_delta_p": True}} for t in ("left", "right")}
+STL_ACC = {0: (0.80, 0.50), 1: (0.50, 0.80), 2: (0.40, 0.40)}
+A_ACC = {0: (0.84, 0.50), 1: (0.50, 0.84), 2: (0.42, 0.38)}
+
+
+def _result(group, label, seed, acc, stl_acc):
+    """A run's results.json as the trainer writes it (the fields the report reads)."""
+    def scores(a):
+        return {"left": {"accuracy": a[0]}, "right": {"accuracy": a[1]}}
+
+    return {"run_dir": f"runs/{label}_{seed}", "config_name": "quickstart", "group": group, "label": label,
+            "seed": seed, "select": "last", "epoch": 9, "spec": SPEC, "mtl": scores(acc), "stl": scores(stl_acc)}
 
 
 def visible_points(line) -> int:
