@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mtl_platform.atomic import atomic_write_bytes
 
+from .pareto import PARETO_PLOT, plot_pareto
 from .plots import plot_deltas, plot_training
 
 FORMATS = ("md", "json", "png")
@@ -189,5 +190,9 @@ def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str
             plot_deltas(report, path)
             if plot_training(report, out / TRAINING_PLOT):
                 paths.append(out / TRAINING_PLOT)
+            runs = sum(len(g["seeds"]) for g in report["groups"])
+            if (runs > 1 or any(g.get("known_front") for g in report["groups"])) and \
+                    plot_pareto(report, out / PARETO_PLOT):
+                paths.append(out / PARETO_PLOT)
         paths.append(path)
     return paths
