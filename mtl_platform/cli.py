@@ -110,14 +110,15 @@ def sweep(config, grids, extra, seeds, workers, executor, address, cpus_per_cell
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Folder for report.md, report.json and report_delta.png.")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["md", "json", "png"]),
-              help="Which files to write (default: all).")
-def report(run_dirs, out, formats):
+              help="Folder for report.md, report.json, report_delta.png (and the other figures), report.html.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["md", "json", "png", "html"]),
+              help="Which files to write (default: md, json, png).")
+@click.option("--html", "html", is_flag=True, help="Also write report.html: one self-contained page (no network).")
+def report(run_dirs, out, formats, html):
     """Report Δ per task, Δp and η of one or more runs (seeds are grouped, methods compared)."""
     from pathlib import Path
 
-    from .report import build_report, load_results, render_terminal, write_report
+    from .report import DEFAULT_FORMATS, build_report, load_results, render_terminal, write_report
 
     try:
         rep = build_report(load_results(run_dirs))
@@ -129,7 +130,8 @@ def report(run_dirs, out, formats):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create folder ({exc.strerror})") from None
-    for path in write_report(rep, out, formats or ("md", "json", "png")):
+    chosen = list(formats or DEFAULT_FORMATS) + (["html"] if html and "html" not in formats else [])
+    for path in write_report(rep, out, chosen):
         click.echo(f"wrote {path}")
 
 

@@ -86,8 +86,8 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
               "plugin declares, see above)", kind="weighting", optional=True),
     ),
     "report": (
-        Param("formats", list, ["md", "json", "png"], "report files written into the run directory",
-              item=str, choices=("md", "json", "png")),
+        Param("formats", list, ["md", "json", "png"], "report files written into the run directory (html: one "
+              "self-contained page, docs/report.md)", item=str, choices=("md", "json", "png", "html")),
     ),
     "plugins": (
         Param("disable", list, [], "plugins (entry-point names) or components (kind:name, or kind:name@plugin) to block",

@@ -24,8 +24,8 @@ def subplots(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
-def save_png(fig, path: str | os.PathLike) -> None:
-    """Render ``fig`` to ``path`` atomically and close it."""
+def png_bytes(fig) -> bytes:
+    """``fig`` rendered as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt
 
     try:
@@ -34,7 +34,12 @@ def save_png(fig, path: str | os.PathLike) -> None:
         fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def save_png(fig, path: str | os.PathLike) -> None:
+    """Render ``fig`` to ``path`` atomically and close it."""
+    atomic_write_bytes(Path(path), png_bytes(fig))
 
 
 #: curves with at most this many points are drawn with markers (one point alone is otherwise invisible)
@@ -146,4 +151,42 @@ def training_figure(report: dict):
     for ax in (ax_w, ax_c, ax_cos):
         if ax.lines:
             ax.legend(fontsize="small")
+    return fig
+
+
+def curves_figure(report: dict):
+    """Per task (one row each), the training loss and the test value of its first Δp metric over
+    the epochs of every run (``metrics.jsonl``); None when no run has a metrics row."""
+    from mtl_platform.runs import METRICS_FILE, read_jsonl
+
+    runs = []
+    for group in report["groups"]:
+        for run_dir, seed in zip(group["run_dirs"], group["seeds"]):
+            rows = read_jsonl(Path(run_dir) / METRICS_FILE)
+            if rows:
+                runs.append((f"{group['label']} (seed {seed})", rows))
+    tasks = list(dict.fromkeys(t for g in report["groups"] for t in g["tasks"]))
+    if not runs or not tasks:
+        return None
+    fig, axes = subplots(len(tasks), 2, figsize=(12, 3.2 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        metric = next((m for g in report["groups"] for m, r in g["tasks"].get(task, {}).get("metrics", {}).items()
+                       if r["in_delta_p"]), None)
+        ax_loss, ax_metric = axes[row]
+        for label, rows in runs:
+            epochs = [r["epoch"] + 1 for r in rows]
+            marker = marker_for(len(epochs))
+            losses = [(e, r["train"]["loss"][task]) for e, r in zip(epochs, rows)
+                      if task in r.get("train", {}).get("loss", {})]
+            if losses:
+                ax_loss.plot(*zip(*losses), marker=marker, label=label)
+            values = [(e, r["test"][task][metric]) for e, r in zip(epochs, rows)
+                      if metric and metric in r.get("test", {}).get(task, {})]
+            if values:
+                ax_metric.plot(*zip(*values), marker=marker, label=label)
+        ax_loss.set(title=f"{task}: training loss", xlabel="epoch", ylabel="loss")
+        ax_metric.set(title=f"{task}: test {metric}", xlabel="epoch", ylabel=metric or "")
+        for ax in (ax_loss, ax_metric):
+            if ax.lines:
+                ax.legend(fontsize="small")
     return fig
