@@ -148,7 +148,7 @@ def evaluate(run_dir, split, checkpoint, export):
     """Re-evaluate a trained run (and its STL baselines) and compare with the figures it recorded."""
     from .evaluation import evaluate_run, render
 
-    out = evaluate_run(run_dir, split, checkpoint, export, echo=click.echo)
+    out = evaluate_run(run_dir, split, checkpoint, export)
     click.echo(render(out))
     if export is not None:
         click.echo(f"wrote predictions to {export}")

@@ -83,8 +83,8 @@ def compare(evaluated: dict, recorded: dict | None) -> dict:
     return out
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", export: str | Path | None = None,
-                 echo=print) -> dict:
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
+                 export: str | Path | None = None) -> dict:
     """Re-evaluate ``run_dir`` (and its STL baselines) on ``split``; with ``export``, also write the
     model's per-sample predictions there (``mtl_platform.export``). Returns what ``eval.json`` holds."""
     run_dir = Path(run_dir)

@@ -37,11 +37,15 @@ def read_csv(path) -> dict:
     return found
 
 
-def read_tensorboard(folder) -> dict:
-    """The scalars as TensorBoard's own server reads them: its plugin event accumulator, which
-    (unlike the legacy ``event_accumulator``) also purges float64 tensor scalars after a restart."""
-    from tensorboard.backend.event_processing import plugin_event_accumulator as event_accumulator
+def read_tensorboard(folder, server: bool = True) -> dict:
+    """The scalars as TensorBoard reads them: with ``server``, its server's plugin event
+    accumulator, which (unlike the legacy ``event_accumulator``) also purges the float64 tensor
+    scalars a resumed run superseded; else the legacy ``event_accumulator``."""
+    from tensorboard.backend.event_processing import event_accumulator as legacy
+    from tensorboard.backend.event_processing import plugin_event_accumulator
     from tensorboard.util import tensor_util
+
+    event_accumulator = plugin_event_accumulator if server else legacy
 
     out = {}
     for kind, sub in (("metrics", folder), ("diagnostics", folder / "diagnostics")):
@@ -74,7 +78,8 @@ def test_scalars_read_back_equal_metrics_and_diagnostics(logged_config, tmp_path
     assert read_csv(run_dir / "scalars.csv") == want  # == on floats: repr round-trips
     if not HAS_TENSORBOARD:
         pytest.skip("tensorboard is not installed (pip install 'mtl-platform[tensorboard]')")
-    assert read_tensorboard(run_dir / "tensorboard") == want  # float64 tensors, exact
+    assert read_tensorboard(run_dir / "tensorboard", server=False) == want  # float64 tensors, exact
+    assert read_tensorboard(run_dir / "tensorboard") == want
 
 
 class InterruptAtEpochEnd:
