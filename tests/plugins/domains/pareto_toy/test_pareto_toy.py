@@ -64,3 +64,34 @@ def test_a_run_records_the_front_and_its_objective_values(write_config, tmp_path
     assert f1["shifted"] == pytest.approx(f1["value"] + 20, abs=1e-12)
     start = objectives(torch.tensor([-8.5, -5.0], dtype=torch.float64))[0].item()
     assert f1["value"] < start  # 20 steps of EW improve f1 from the start
+
+
+@pytest.fixture(scope="module")
+def ends_on_the_front(tmp_path_factory):
+    """Where 300 Adam steps (lr 0.05) of each weighting end from (-8.5, -5), and how far from the front."""
+    import yaml
+
+    front = torch.tensor(pareto_front(4001), dtype=torch.float64)
+    tmp = tmp_path_factory.mktemp("toy")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ends = {}
+    for weighting in ("ew", "mgda", "nash_mtl"):
+        cfg = {"domain": {"name": "pareto_toy", "init": [-8.5, -5.0], "steps": 300, "batch_size": 1,
+                          "eval_batch_size": 1},
+               "architecture": "hps", "weighting": weighting, "optimizer": {"name": "adam", "lr": 0.05},
+               "train": {"epochs": 1, "seed": 0, "device": "cpu", "progress": False, "log_every": 300},
+               "output": {"root": str(tmp / "runs")}}
+        (tmp / f"{weighting}.yaml").write_text(yaml.safe_dump(cfg))
+        test = session.train(tmp / f"{weighting}.yaml", **quiet)["test"]
+        point = torch.tensor([test["f1"]["value"], test["f2"]["value"]], dtype=torch.float64)
+        ends[weighting] = (point, (front - point).norm(dim=1).min().item())
+    torch.set_num_threads(before)
+    return ends
+
+
+def test_weightings_end_on_the_analytic_front_at_different_places(ends_on_the_front):
+    for weighting, (point, distance) in ends_on_the_front.items():
+        assert distance < 0.01, (weighting, point.tolist(), distance)
+    # MGDA (the min-norm point) ends next to f2's optimum, EW in the middle of the front
+    assert ends_on_the_front["mgda"][0][1] < -19.9 and -16 < ends_on_the_front["ew"][0][1] < -15
