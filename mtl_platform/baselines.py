@@ -42,6 +42,7 @@ def stl_config(config: dict, task: str, registry: Registry) -> dict:
     out["gradients"] = dict(out["gradients"], mode="param")
     out["baselines"] = {"stl": False}
     out["closure"] = None  # like the weighting, the closure method is part of the multi-task method
+    out["loggers"] = []  # the cached baselines are not logged (the run's loggers log the run)
     out["output"] = dict(out["output"], name=f"stl_{task}")
     return out
 

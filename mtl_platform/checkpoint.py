@@ -61,3 +61,19 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def last_checkpoint(run_dir: Path) -> dict | None:
+    """Where ``mtl train --resume run_dir`` would continue: the newest ``checkpoint.pt`` of the
+    run (its own, or the running stage's under ``stages/``) as ``{path, stage, epoch, batch,
+    step}``, or None when none was written. Read memory-mapped, so the tensors stay on disk."""
+    run_dir = Path(run_dir)
+    found = [p for p in [run_dir / "checkpoint.pt", *run_dir.glob("stages/*/checkpoint.pt")] if p.is_file()]
+    if not found:
+        return None
+    path = max(found, key=lambda p: p.stat().st_mtime)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported as absent, never raised
+        return None
+    return {"path": path, **{k: state.get(k) for k in ("stage", "epoch", "batch", "step")}}

@@ -15,7 +15,7 @@ from .errors import UserError
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 KIND_ALIASES = {"architectures": "architecture", "weightings": "weighting", "domains": "domain",
-                "closures": "closure"}
+                "closures": "closure", "loggers": "logger"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,6 +46,7 @@ def train(config, sets, disable, resume, progress, nproc):
         status = launch(nproc, config, sets, disable, resume, progress)
         if status is not None:
             sys.exit(status)
+    from .session import Interrupted
     from .session import train as run_train
     from .trainer import NonFiniteLoss
 
@@ -54,6 +55,10 @@ def train(config, sets, disable, resume, progress, nproc):
     except NonFiniteLoss as exc:
         click.echo(f"mtl: {exc}", err=True)
         sys.exit(1)
+    except Interrupted as exc:  # Ctrl-C: one line, where to continue from
+        if os.environ.get("RANK", "0") == "0":
+            click.echo(f"mtl: {exc}", err=True)
+        sys.exit(130)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it (the group is closed by now)
         click.echo(f"results: {results['run_dir']}/results.json")
 
@@ -105,14 +110,15 @@ def sweep(config, grids, extra, seeds, workers, executor, address, cpus_per_cell
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Folder for report.md, report.json and report_delta.png.")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["md", "json", "png"]),
-              help="Which files to write (default: all).")
-def report(run_dirs, out, formats):
+              help="Folder for report.md, report.json, report_delta.png (and the other figures), report.html.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["md", "json", "png", "html"]),
+              help="Which files to write (default: md, json, png).")
+@click.option("--html", "html", is_flag=True, help="Also write report.html: one self-contained page (no network).")
+def report(run_dirs, out, formats, html):
     """Report Δ per task, Δp and η of one or more runs (seeds are grouped, methods compared)."""
     from pathlib import Path
 
-    from .report import build_report, load_results, render_terminal, write_report
+    from .report import DEFAULT_FORMATS, build_report, load_results, render_terminal, write_report
 
     try:
         rep = build_report(load_results(run_dirs))
@@ -124,12 +130,37 @@ def report(run_dirs, out, formats):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create folder ({exc.strerror})") from None
-    for path in write_report(rep, out, formats or ("md", "json", "png")):
+    chosen = list(formats or DEFAULT_FORMATS) + (["html"] if html and "html" not in formats else [])
+    for path in write_report(rep, out, chosen):
         click.echo(f"wrote {path}")
 
 
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="The split to evaluate.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="best: the weights of the epoch the run reported (results.json); last: the last epoch's.")
+@click.option("--export", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also write per-sample predictions: <task>.npz per task, PNG masks for dense labelling "
+                   "tasks, eval.json (docs/report.md).")
+def evaluate(run_dir, split, checkpoint, export):
+    """Re-evaluate a trained run (and its STL baselines) and compare with the figures it recorded."""
+    from .evaluation import evaluate_run, render
+
+    out = evaluate_run(run_dir, split, checkpoint, export)
+    click.echo(render(out))
+    if export is not None:
+        click.echo(f"wrote predictions to {export}")
+
+
+def _complete_kind(ctx, param, incomplete):
+    """Shell completion of ``mtl list KIND``: the plural kind names (no plugin is loaded)."""
+    return [k for k in KIND_ALIASES if k.startswith(incomplete)]
+
+
 @cli.command(name="list")
-@click.argument("kind", required=False)
+@click.argument("kind", required=False, shell_complete=_complete_kind)
 @click.option("--disable", multiple=True, metavar="NAME", help="Block a plugin or component first.")
 def list_components(kind, disable):
     """List registered components (architectures, weightings, domains, ...) with their parameters."""

@@ -23,6 +23,9 @@ COMPONENT_SECTIONS = ("domain", "architecture", "weighting")
 # Component sections a config may leave null (the default): null means the ordinary behaviour.
 # ``closure``: a closure method (DESIGN.md §3.5: SAM, PGA, MPGA) replaces the ordinary update.
 OPTIONAL_SECTIONS = ("closure",)
+# ``loggers``: a list of logger components (names or mappings with ``name``), default none; how a
+# run is logged, not what it learns, so it is left out of run hashes like ``output`` and ``report``.
+LIST_SECTIONS = ("loggers",)
 
 FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
     "gradients": (
@@ -83,8 +86,8 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
               "plugin declares, see above)", kind="weighting", optional=True),
     ),
     "report": (
-        Param("formats", list, ["md", "json", "png"], "report files written into the run directory",
-              item=str, choices=("md", "json", "png")),
+        Param("formats", list, ["md", "json", "png"], "report files written into the run directory (html: one "
+              "self-contained page, docs/report.md)", item=str, choices=("md", "json", "png", "html")),
     ),
     "plugins": (
         Param("disable", list, [], "plugins (entry-point names) or components (kind:name, or kind:name@plugin) to block",
@@ -96,7 +99,7 @@ FIXED_SECTIONS: dict[str, tuple[Param, ...]] = {
     ),
 }
 
-SECTIONS = COMPONENT_SECTIONS + OPTIONAL_SECTIONS + tuple(FIXED_SECTIONS)
+SECTIONS = COMPONENT_SECTIONS + OPTIONAL_SECTIONS + LIST_SECTIONS + tuple(FIXED_SECTIONS)
 REQUIRED_SECTIONS = ("domain",)
 # Keys whose component, when a config gives none, is the one a plugin declares
 # (``Registry.set_default``): the core names no component itself.
@@ -275,6 +278,7 @@ def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
     for section in OPTIONAL_SECTIONS:
         given = raw.get(section)
         out[section] = None if given is None else resolve_component(section, given, section, registry)
+    out["loggers"] = resolve_loggers(raw.get("loggers"), registry)
     for section, params in FIXED_SECTIONS.items():
         given = raw.get(section)
         if given is None:
@@ -289,9 +293,28 @@ def _resolve(raw: dict, registry: Registry, name: str | None) -> dict:
     return out
 
 
+def resolve_loggers(given: Any, registry: Registry) -> list[dict]:
+    """The ``loggers`` list: each entry a logger's name or a mapping with ``name`` and its
+    parameters, validated like any component; a logger named twice is refused."""
+    if given is None:
+        return []
+    if isinstance(given, (str, dict)):
+        given = [given]
+    if not isinstance(given, list):
+        raise UserError(f"loggers: got {given!r}, expected a list of logger names "
+                        f"(known: {', '.join(registry.names('logger')) or 'none registered'})")
+    out = [resolve_component("logger", item, f"loggers[{i}]", registry) for i, item in enumerate(given)]
+    names = [entry["name"] for entry in out]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise UserError(f"loggers[{i}]: logger {name!r} is listed twice")
+    return out
+
+
 def defining(config: dict) -> dict:
     """The part of a resolved config that defines what is learned (no output, report, plugins, logging)."""
-    out = {k: copy.deepcopy(v) for k, v in config.items() if k not in ("output", "report", "plugins")}
+    out = {k: copy.deepcopy(v) for k, v in config.items()
+           if k not in ("output", "report", "plugins") + LIST_SECTIONS}
     for section, key in NON_DEFINING:
         out.get(section, {}).pop(key, None)
     for section, key in HASHED_WHEN_SET:

@@ -34,6 +34,12 @@ def mtl_evaluate(run, split, epoch, results):
 
 
 @hookspec
+def mtl_diagnostics(run, rows):
+    """The gradient engine's diagnostics ``rows`` (task weights, norms, pairwise cosines, the
+    conflict fraction, each at its engine step) were just appended to ``diagnostics.jsonl``."""
+
+
+@hookspec
 def mtl_checkpoint(run, path):
     """A checkpoint was written atomically to ``path``."""
 

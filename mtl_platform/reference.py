@@ -50,6 +50,18 @@ def config_markdown() -> str:
         params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
         lines.append(f"| `{comp.name}` | {params} | {comp.summary} |")
     lines.append("")
+    lines += ["## `loggers`", "",
+              "A list of loggers, empty by default: each a name or a mapping with `name` and its parameters, "
+              "e.g. `loggers: [tensorboard, csv]` (on the command line `--set 'loggers=[csv]'`). They write the "
+              "run's scalars (every number of `metrics.jsonl` and `diagnostics.jsonl`) as it trains, through the "
+              "training-loop hooks; how a run is logged is not what it learns, so the list is left out of run "
+              "hashes. A third-party logger is a plugin like any other (docs/writing-a-plugin.md, docs/report.md). "
+              "The built-in loggers:", "",
+              "| name | parameters | what it is |", "|---|---|---|"]
+    for comp in registry.components("logger"):
+        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
+        lines.append(f"| `{comp.name}` | {params} | {comp.summary} |")
+    lines.append("")
     for section, params in FIXED_SECTIONS.items():
         lines += [f"## `{section}`", ""] + _table(params) + [""]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from .params import did_you_mean
 ENTRY_POINT_GROUP = "mtl_platform"
 #: the distribution whose entry points are the built-in plugins
 BUILTIN_DISTRIBUTION = "mtl-platform"
-CORE_KINDS = ("architecture", "weighting", "domain", "closure")
+CORE_KINDS = ("architecture", "weighting", "domain", "logger", "closure")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,10 @@ class Registry:
     def add_closure(self, cls: type) -> None:
         """A closure method (DESIGN.md §3.5: SAM, PGA, MPGA), the config's ``closure`` section."""
         self.add("closure", cls)
+
+    def add_logger(self, cls: type) -> None:
+        """A logger (``mtl_platform.contracts.Logger``), selected by the config's ``loggers`` list."""
+        self.add("logger", cls)
 
     def set_default(self, key: str, name: str) -> None:
         """Declare ``name`` the component a config gets at ``key`` when it gives none (the keys

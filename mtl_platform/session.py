@@ -6,6 +6,7 @@ bad input never leaves a half-written run behind.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Iterable
 
@@ -14,11 +15,31 @@ from . import registry as registry_mod
 from . import runs
 from .baselines import ensure_baselines
 from .atomic import atomic_write_text
+from .checkpoint import last_checkpoint
 from .config import apply_overrides, config_hash, disabled_plugins, dump, read_yaml, resolve
 from .errors import UserError
 from .contracts.domain import Domain
 from .experiment import build_domain, build_experiment
 
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run can continue from."""
+
+
+def interruption_message(run_dir: Path) -> str:
+    """One line: the last checkpoint (1-based epoch, batch, global step) and the exact resume
+    command. The checkpoint and the rows before it are intact: checkpoints are written
+    atomically and a resume cuts ``metrics.jsonl`` back to the checkpoint (DESIGN.md §10)."""
+    last = last_checkpoint(run_dir)
+    command = f"mtl train --resume {shlex.quote(str(run_dir))}"
+    if last is None:
+        return f"interrupted before the first checkpoint; {command} starts the run again from scratch"
+    where = (f"end of epoch {last['epoch']}" if last["batch"] == 0
+             else f"epoch {last['epoch'] + 1} batch {last['batch']}")
+    stage = f"stage {last['stage']}, " if last["stage"] not in (None, "main") else ""
+    return (f"interrupted; last checkpoint: {stage}{where}, step {last['step']} ({last['path']}); "
+            f"continue with: {command}")
 
 
 def selection_reference(baselines: dict | None, tasks: list[str]) -> dict | None:
@@ -120,11 +141,32 @@ def _train(config, registry, pm, run_dir, resume, echo) -> dict:
     exp = build_experiment(checked, registry, domain)  # builds model and weighting: bad parameters fail here
     plan = arch.stage_plan(config, domain=exp.domain, registry=registry)  # a bad stage setting fails here
     check_distributable(config, exp.domain, plan)
+    loggers = build_loggers(config, registry)  # a missing optional dependency fails here
     if run_dir is None:
         run_dir = Path(distributed.on_rank0(
             lambda: str(runs.create_run_dir(config["output"]["root"], config["output"]["name"]))))
         atomic_write_text(run_dir / runs.CONFIG_FILE, dump(config))
         echo(f"run directory: {run_dir}")
+    for logger in loggers:
+        logger.root = Path(run_dir)
+        pm.register(logger, name=f"logger:{logger.name}")
+    try:
+        return _train_in(Path(run_dir), config, registry, pm, exp, plan, resume, echo)
+    except KeyboardInterrupt:  # Ctrl-C, in the baselines or a stage: one line (the CLI exits 130)
+        raise Interrupted(interruption_message(Path(run_dir))) from None
+
+
+def build_loggers(config: dict, registry) -> list:
+    """One logger per entry of the config's ``loggers`` list (``contracts.Logger``)."""
+    built = []
+    for section in config.get("loggers") or []:
+        cls = registry.get("logger", section["name"], where="loggers").cls
+        built.append(cls(**{k: v for k, v in section.items() if k != "name"}))
+    return built
+
+
+def _train_in(run_dir: Path, config, registry, pm, exp, plan, resume, echo) -> dict:
+    """Train (or resume) the baselines and the stages of ``plan`` in ``run_dir``; write the report."""
     baselines = None
     if config["baselines"]["stl"]:
         baselines = ensure_baselines(config, exp.domain.eval_tasks, registry, pm, echo)
@@ -146,11 +188,7 @@ def _train(config, registry, pm, run_dir, resume, echo) -> dict:
     ctx = StageContext(config=config, registry=registry, pm=pm, domain=exp.domain, run_dir=Path(run_dir),
                        stage_dir=Path(run_dir), resume=resume is not None, reference=reference, extra=extra,
                        echo=echo)
-    try:
-        results = run_stages(plan, ctx)
-    except KeyboardInterrupt:
-        echo(f"interrupted; continue with: mtl train --resume {run_dir}")
-        raise
+    results = run_stages(plan, ctx)
     if baselines and distributed.writes():
         from .report import build_report, render_terminal, write_report
 

@@ -122,8 +122,11 @@ class Trainer:
         }
 
     def flush_diagnostics(self) -> None:
-        for row in self.exp.engine.pop_diagnostics():
-            runs.append_jsonl(self.diagnostics_path, dict(row, stage=self.run.stage))
+        rows = [dict(row, stage=self.run.stage) for row in self.exp.engine.pop_diagnostics()]
+        for row in rows:
+            runs.append_jsonl(self.diagnostics_path, row)
+        if rows:
+            self.pm.hook.mtl_diagnostics(run=self.run, rows=rows)
 
     def save_checkpoint(self, epoch: int, batch: int) -> None:
         self.check_finite()  # never checkpoint a non-finite state

@@ -214,6 +214,28 @@ class Domain(Configurable):
         return StepOutput(detached(losses), task_weights(answer, len(engine.tasks)))
 
     @torch.no_grad()
+    def predictions(self, model: nn.Module, split: str):
+        """Per-sample predictions of the evaluated tasks over ``split``, in the dataset's order (the
+        training split unshuffled), for ``mtl eval --export``: yields ``{task: (prediction, target,
+        labelled or None)}`` per batch, on the CPU. The default fits the batches the default
+        ``evaluate`` reads; a domain with its own evaluation protocol overrides this too, or
+        leaves export unavailable (``mtl eval`` refuses it in one line)."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        data = self.dataset(split)
+        chunks = batch_indices(len(data), self.config["eval_batch_size"], shuffle=False, seed=self.seed, epoch=0)
+        try:
+            for batch in Batches(data, chunks, num_workers=self.config["num_workers"]):
+                inputs, targets, labelled = unpack(to_device(batch, device))
+                preds = model(inputs)
+                yield {name: (preds[name].detach().cpu(), targets[name].detach().cpu(),
+                              None if labelled.get(name) is None else labelled[name].detach().cpu())
+                       for name in self.eval_tasks}
+        finally:
+            model.train(was_training)
+
+    @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, dict[str, float]]:
         """Metrics of every evaluated task over the whole split, accumulated on the device; with
         label masks, over each task's labelled samples only (``Task.labelled_sums``). A task with

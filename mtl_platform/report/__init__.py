@@ -13,7 +13,7 @@ from __future__ import annotations
 from .aggregate import build_report, conflict_rate, load_results, model_summary
 from .grid import grid_table
 from .plots import plot_deltas, plot_training
-from .render import FORMATS, TRAINING_PLOT, render_markdown, render_terminal, write_report
+from .render import DEFAULT_FORMATS, FORMATS, TRAINING_PLOT, render_markdown, render_terminal, write_report
 
-__all__ = ["FORMATS", "TRAINING_PLOT", "build_report", "conflict_rate", "grid_table", "load_results",
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "TRAINING_PLOT", "build_report", "conflict_rate", "grid_table", "load_results",
            "model_summary", "plot_deltas", "plot_training", "render_markdown", "render_terminal", "write_report"]

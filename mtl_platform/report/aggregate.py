@@ -66,7 +66,8 @@ def _group_report(group: str, runs: list[dict]) -> dict:
     for task, task_metrics in spec.items():
         rows = {}
         for metric, how in task_metrics.items():
-            row = {**how, "mtl": _stat([r["mtl"][task][metric] for r in runs])}
+            row = {**how, "mtl": _stat([r["mtl"][task][metric] for r in runs]),
+                   "mtl_per_seed": [r["mtl"][task][metric] for r in runs]}
             if has_stl:
                 seed_deltas = [s["delta"][task][metric] for s in per_seed]
                 row["stl"] = _stat([r["stl"][task][metric] for r in runs])
@@ -93,6 +94,8 @@ def _group_report(group: str, runs: list[dict]) -> dict:
         "eta_of_mean_percent": None,
     }
     out["models"] = [model_summary(r) for r in runs]
+    if runs[0].get("known_front"):  # a domain's analytic Pareto front (the pareto_toy), drawn by the Pareto plot
+        out["known_front"] = runs[0]["known_front"]
     found = [r.get("conflict_rate", conflict_rate(Path(r["run_dir"]))) for r in runs]
     rates = [x for x in found if x is not None]
     out["conflict_percent"] = _stat([100 * x for x in rates]) if len(rates) == len(runs) else None

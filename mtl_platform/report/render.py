@@ -11,10 +11,13 @@ from pathlib import Path
 
 from mtl_platform.atomic import atomic_write_bytes
 
+from .pareto import PARETO_PLOT, plot_pareto
 from .plots import plot_deltas, plot_training
 
-FORMATS = ("md", "json", "png")
-_FILES = {"md": "report.md", "json": "report.json", "png": "report_delta.png"}
+FORMATS = ("md", "json", "png", "html")
+#: what ``mtl report`` and a run's ``report.formats`` write when no format is named
+DEFAULT_FORMATS = ("md", "json", "png")
+_FILES = {"md": "report.md", "json": "report.json", "png": "report_delta.png", "html": "report.html"}
 _HEADER = ["task", "metric", "MTL", "STL", "Δ", "safe"]
 
 
@@ -170,8 +173,9 @@ def render_markdown(report: dict) -> str:
 TRAINING_PLOT = "report_training.png"
 
 
-def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Write ``report.md``, ``report.json`` and/or ``report_delta.png`` atomically; return their paths."""
+def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str] = DEFAULT_FORMATS) -> list[Path]:
+    """Write ``report.md``, ``report.json``, ``report_delta.png`` (with the training and Pareto
+    figures) and/or the self-contained ``report.html`` atomically; return their paths."""
     formats = list(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -185,9 +189,17 @@ def write_report(report: dict, out_dir: str | os.PathLike, formats: Iterable[str
             atomic_write_bytes(path, render_markdown(report).encode())
         elif fmt == "json":
             atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
+        elif fmt == "html":
+            from .html import render_html
+
+            atomic_write_bytes(path, render_html(report).encode())
         else:
             plot_deltas(report, path)
             if plot_training(report, out / TRAINING_PLOT):
                 paths.append(out / TRAINING_PLOT)
+            runs = sum(len(g["seeds"]) for g in report["groups"])
+            if (runs > 1 or any(g.get("known_front") for g in report["groups"])) and \
+                    plot_pareto(report, out / PARETO_PLOT):
+                paths.append(out / PARETO_PLOT)
         paths.append(path)
     return paths

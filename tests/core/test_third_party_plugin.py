@@ -128,6 +128,21 @@ def test_training_from_yaml_weights_tasks_by_their_first_losses(example_site, wr
     assert state["initial"].tolist() == pytest.approx([float(first[t]) for t in tasks], rel=1e-6)
 
 
+def test_the_example_logger_writes_the_newest_scalars(example_site, write_config):
+    """A third-party logger, selected in YAML like the built-ins (issue 23): latest.json holds the
+    last epoch's row and the last diagnostics."""
+    import json
+
+    assert registry.load()[0].get("logger", "latest_json").plugin == MODULE
+    path = write_config({"loggers": ["latest_json"], "gradients": {"diagnostics_every": 2}})
+    run_dir = Path(session.train(path, progress=False, echo=lambda *a, **k: None)["run_dir"])
+    latest = json.loads((run_dir / "latest.json").read_text())
+    last = runs.read_jsonl(run_dir / runs.METRICS_FILE)[-1]
+    assert latest["test/left/accuracy"] == {"step": last["step"], "value": last["test"]["left"]["accuracy"]}
+    diagnostics = runs.read_jsonl(run_dir / runs.DIAGNOSTICS_FILE)[-1]
+    assert latest["diagnostics/conflict"] == {"step": diagnostics["step"], "value": diagnostics["conflict"]}
+
+
 def test_mtl_list_shows_the_example_and_its_plugin(example_site):
     proc = subprocess.run([sys.executable, "-m", "mtl_platform.cli", "list", "weightings"],
                           capture_output=True, text=True, env=subprocess_env(example_site), timeout=120)

@@ -78,6 +78,7 @@ def test_entry_points_register_the_builtins_and_the_mtl_script(wheel):
         "mtl_platform.weightings": "mtl_platform_plugins.weightings",
         "mtl_platform.domains": "mtl_platform_plugins.domains",
         "mtl_platform.closures": "mtl_platform_plugins.closures",
+        "mtl_platform.loggers": "mtl_platform_plugins.loggers",
     }
     assert dict(eps["console_scripts"]) == {"mtl": "mtl_platform.cli:main"}
     names = set(wheel.namelist())

@@ -256,10 +256,11 @@ def test_render_markdown(built):
 
 def test_write_report_writes_all_files(built, tmp_path):
     paths = report.write_report(built, tmp_path / "out")
-    assert [p.name for p in paths] == ["report.md", "report.json", "report_delta.png"]
+    # two tasks and several runs: the Pareto plot too (tests/core/report/test_pareto.py)
+    assert [p.name for p in paths] == ["report.md", "report.json", "report_pareto.png", "report_delta.png"]
     assert all(p.is_file() for p in paths)
     assert json.loads(paths[1].read_text()) == json.loads(json.dumps(built))
-    assert paths[2].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert paths[3].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert paths[0].read_text() == report.render_markdown(built)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)  # no temp files
 
