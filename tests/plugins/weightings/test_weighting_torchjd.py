@@ -17,6 +17,7 @@ from mtl_platform.gradients.combine import call_weighting
 from mtl_platform_plugins.weightings.config_grad import ConFIG
 from mtl_platform_plugins.weightings.dualproj import DualProj
 from mtl_platform_plugins.weightings.krum import Krum
+from mtl_platform_plugins.weightings.modo import MoDo
 from mtl_platform_plugins.weightings.trimmed_mean import TrimmedMean
 
 from hard_jacobians import hard_jacobian
@@ -94,3 +95,15 @@ def test_trimmed_mean_matches_torchjd():
         for m in range(3, 11):
             jac = hard_jacobian(kind, m, torch.float32)
             assert close(ours(TrimmedMean(tasks(m)), jac)[1], aggregation.TrimmedMean(1)(jac), 1e-6, jac), (kind, m)
+
+
+def test_modo_matches_torchjd_over_several_steps():
+    for m in range(2, 11):
+        gen = torch.Generator().manual_seed(m)
+        ours_w, reference = MoDo(tasks(m), gamma=0.05, rho=0.1), aggregation.MoDoWeighting(gamma=0.05, rho=0.1)
+        for _ in range(5):
+            jac = torch.randn(m, 20, generator=gen, dtype=F64)
+            gram = jac @ jac.T
+            assert torch.allclose(ours_w.respond(torch.ones(m, dtype=F64), gram=gram), reference(gram),
+                                  rtol=1e-12, atol=1e-14), m
+
