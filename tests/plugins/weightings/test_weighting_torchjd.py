@@ -18,6 +18,7 @@ from mtl_platform_plugins.weightings.config_grad import ConFIG
 from mtl_platform_plugins.weightings.dualproj import DualProj
 from mtl_platform_plugins.weightings.krum import Krum
 from mtl_platform_plugins.weightings.modo import MoDo
+from mtl_platform_plugins.weightings.sdmgrad import SDMGrad
 from mtl_platform_plugins.weightings.trimmed_mean import TrimmedMean
 
 from hard_jacobians import hard_jacobian
@@ -107,3 +108,16 @@ def test_modo_matches_torchjd_over_several_steps():
             assert torch.allclose(ours_w.respond(torch.ones(m, dtype=F64), gram=gram), reference(gram),
                                   rtol=1e-12, atol=1e-14), m
 
+
+def test_sdmgrad_matches_torchjd_over_several_steps():
+    """TorchJD divides G by s² + 1e-8 where ours divides by s² (scale-free): it gets the Gramian
+    times 1e8, where the 1e-8 is below rounding (at G's own scale the inner SGD with lr 5
+    amplifies the 1e-8 to differences of ~1e-5 in the weights)."""
+    for m in range(2, 11):
+        gen = torch.Generator().manual_seed(m)
+        ours_w, reference = SDMGrad(tasks(m)), aggregation.SDMGradWeighting(lr=5.0)
+        for _ in range(3):
+            jac = torch.randn(m, 20, generator=gen, dtype=F64)
+            gram = jac @ jac.T
+            assert torch.allclose(ours_w.respond(torch.ones(m, dtype=F64), gram=gram), reference(1e8 * gram),
+                                  atol=1e-9), m
