@@ -9,7 +9,8 @@ from ._solvers import tiny, working_gram
 
 
 class ConFIG(Weighting):
-    """ConFIG (Liu et al. 2024): the direction with equal cosine to every task gradient, scaled by the sum of their projections.
+    """ConFIG (Liu et al. 2024): the direction with equal cosine to every task gradient, scaled by the sum of
+    their projections.
 
     Liu, Chu, Thuerey, "ConFIG: Towards Conflict-free Training of Physics Informed Neural
     Networks", arXiv 2408.11104 (2024; ICLR 2025), Eq. 2 (the two-or-more-task ConFIG):

@@ -9,7 +9,8 @@ from ._solvers import nonneg_qp, psd_gram, working_gram
 
 
 class DualProj(Weighting):
-    """DualProj (Quinton & Rey 2024; Lopez-Paz & Ranzato 2017): the mean task gradient projected onto the dual cone of the task gradients.
+    """DualProj (Quinton & Rey 2024; Lopez-Paz & Ranzato 2017): the mean task gradient projected onto the dual
+    cone of the task gradients.
 
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", arXiv 2406.16232,
     2024, which compares it with UPGrad: ``A(J) = π_J(Jᵀu)`` with ``u = 1/m`` (the mean) and

@@ -10,7 +10,8 @@ from ._solvers import working_gram
 
 
 class Krum(Weighting):
-    """Krum (Blanchard et al. 2017): the mean of the n_selected task gradients closest to their nearest neighbours.
+    """Krum (Blanchard et al. 2017): the mean of the n_selected task gradients closest to their nearest
+    neighbours.
 
     Blanchard, El Mhamdi, Guerraoui, Stainer, "Machine Learning with Adversaries: Byzantine
     Tolerant Gradient Descent", NeurIPS 2017, §4: with n gradients of which f = ``n_byzantine``

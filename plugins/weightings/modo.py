@@ -9,7 +9,8 @@ from ._solvers import project_simplex_over, working_gram
 
 
 class MoDo(Weighting):
-    """MoDo (Chen et al. NeurIPS 2023): simplex weights λ tracked by one projected step λ ← Π_Δ(λ − γ(Gλ + ρλ)) per batch.
+    """MoDo (Chen et al. NeurIPS 2023): simplex weights λ tracked by one projected step λ ← Π_Δ(λ − γ(Gλ +
+    ρλ)) per batch.
 
     Chen, Fernando, Ying, Chen, "Three-Way Trade-Off in Multi-Objective Learning:
     Optimization, Generalization and Conflict-Avoidance", NeurIPS 2023 (JMLR 2024),

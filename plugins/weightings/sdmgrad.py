@@ -9,7 +9,8 @@ from ._solvers import project_simplex_over, tiny, working_gram
 
 
 class SDMGrad(Weighting):
-    """SDMGrad (Xiao et al. NeurIPS 2023): simplex weights w minimising ½‖Jᵀw + λ g₀‖² by projected SGD, update (Jᵀw + λ g₀)/(1 + λ).
+    """SDMGrad (Xiao et al. NeurIPS 2023): simplex weights w minimising ½‖Jᵀw + λ g₀‖² by projected SGD,
+    update (Jᵀw + λ g₀)/(1 + λ).
 
     Xiao, Ban, Ji, "Direction-oriented Multi-objective Learning: Simple and Provable
     Stochastic Algorithms", NeurIPS 2023, Eqs. 5–6 and Algorithm 1 (SDMGrad): the

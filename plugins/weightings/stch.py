@@ -9,7 +9,8 @@ FLOOR = 1e-20   # losses are floored here before the log (the authors' code adds
 
 
 class STCH(Weighting):
-    """STCH (Lin et al. ICML 2024): smooth Tchebycheff scalarisation μ log Σ_t exp(ℓ_t/μ) of the log-normalised losses.
+    """STCH (Lin et al. ICML 2024): smooth Tchebycheff scalarisation μ log Σ_t exp(ℓ_t/μ) of the
+    log-normalised losses.
 
     Lin, Zhang, Liu, Zhang, Zhang, "Smooth Tchebycheff Scalarization for Multi-Objective
     Optimization", ICML 2024, Eq. 9: ``g_μ(x) = μ log Σ_t exp(λ_t (f_t(x) − z*_t)/μ)``, a smooth

@@ -7,7 +7,8 @@ from mtl_platform.params import Param
 
 
 class TrimmedMean(Weighting):
-    """Trimmed mean (Yin et al. 2018): per coordinate, the mean of the task gradients without the trim largest and trim smallest values.
+    """Trimmed mean (Yin et al. 2018): per coordinate, the mean of the task gradients without the trim largest
+    and trim smallest values.
 
     Yin, Chen, Ramchandran, Bartlett, "Byzantine-Robust Distributed Learning: Towards Optimal
     Statistical Rates", ICML 2018, Definition 2 (the coordinate-wise β-trimmed mean, Option II
