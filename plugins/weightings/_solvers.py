@@ -20,7 +20,8 @@ Gramian helpers and coefficient rows (GH, GH++, PCGrad, equilibrium, CAGrad): a 
 - :func:`other_tasks`, :func:`sequential_projection`: PCGrad-style projections, one target
   after another, on coefficient rows.
 - :func:`project_simplex`: projection onto the probability simplex, Euclidean or in a
-  diagonal metric.
+  diagonal metric; :func:`project_simplex_over`, onto the simplex of some coordinates (MoDo's
+  and SDMGrad's present tasks).
 - :func:`min_norm_two`: the closed-form minimiser of ``‖γ a + (1 − γ) b‖`` (Sener & Koltun).
 - :func:`min_norm_simplex`: the minimum-norm point of the convex hull of the task gradients
   from their Gramian, exactly (Wolfe's active-set method); :func:`min_norm_frank_wolfe`, the
@@ -43,8 +44,8 @@ from torch import Tensor
 from mtl_platform.contracts.weighting import working_dtype
 
 __all__ = ["symmetric", "working_gram", "tiny", "scale_of", "other_tasks", "sequential_projection", "project_simplex",
-           "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe", "simplex_kkt_gap", "nonneg_qp",
-           "nonneg_qp_residual", "psd_gram", "nash_bargaining", "bargaining_objective", "bargaining_residual"]
+           "project_simplex_over", "min_norm_two", "min_norm_simplex", "min_norm_frank_wolfe", "simplex_kkt_gap",
+           "nonneg_qp", "nonneg_qp_residual", "psd_gram", "nash_bargaining", "bargaining_objective", "bargaining_residual"]
 
 
 def symmetric(gram: Tensor) -> Tensor:
@@ -134,6 +135,21 @@ def project_simplex(points: Tensor, metric: Tensor | None = None) -> Tensor:
     count = support.sum(-1, keepdim=True).clamp_min(1)
     nu_star = nu.gather(-1, count - 1)
     return (points - nu_star * inv).clamp_min(0)
+
+
+def project_simplex_over(points: Tensor, support: Tensor | None) -> Tensor:
+    """:func:`project_simplex` of ``points`` (m,) onto the simplex of the coordinates in ``support``
+    (m,) bool (None: all); the others come out 0.
+
+    Every coordinate off the support is first set to ``max_support − 2``: the projection's
+    threshold ν is ≥ ``max − 1`` (Σ (y − ν)₊ = 1), so they fall below it and get 0, and the
+    support's coordinates are projected as if alone.
+    """
+    if support is None:
+        return project_simplex(points)
+    low = torch.where(support, points, torch.full_like(points, float("-inf"))).amax() - 2
+    inside = torch.where(support, points, torch.where(support.any(), low, torch.zeros_like(low)))
+    return torch.where(support, project_simplex(inside), torch.zeros_like(points))
 
 
 def min_norm_two(aa: Tensor, ab: Tensor, bb: Tensor) -> Tensor:

@@ -19,7 +19,8 @@ def conflict_scale(jacobian: torch.Tensor, agree: torch.Tensor) -> torch.Tensor:
 
 
 class AgrRand(Weighting):
-    """Agr-Rand: per coordinate, the sum of the task gradients where they agree in sign, else a random value.
+    """Agr-Rand (Mansilla et al. ICCV 2021): per coordinate, the sum of the task gradients where they agree in
+    sign, else a random value.
 
     Mansilla, Echeveste, Milone, Ferrante, "Domain Generalization via Gradient Surgery",
     ICCV 2021 (arXiv:2108.01621), the Agr-Rand consensus strategy of its method section (its

@@ -28,7 +28,8 @@ def agreement(jacobian: torch.Tensor, zeros: str = "ignore") -> torch.Tensor:
 
 
 class AgrSum(Weighting):
-    """Agr-Sum: per coordinate, the sum of the task gradients where they agree in sign, else 0.
+    """Agr-Sum (Mansilla et al. ICCV 2021): per coordinate, the sum of the task gradients where they agree in
+    sign, else 0.
 
     Mansilla, Echeveste, Milone, Ferrante, "Domain Generalization via Gradient Surgery",
     ICCV 2021, the Agr-Sum consensus strategy of its method section (arXiv:2108.01621). The

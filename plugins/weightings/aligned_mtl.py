@@ -53,7 +53,8 @@ def alignment_matrix(gram, eps=None, scale="min"):
 
 
 class AlignedMTL(Weighting):
-    """Aligned-MTL: make the task gradients orthogonal with equal norms (condition number 1), then combine.
+    """Aligned-MTL (Senushkin et al. CVPR 2023): make the task gradients orthogonal with equal norms
+    (condition number 1), then combine.
 
     Senushkin, Patakin, Kuznetsov, Konushin, "Independent Component Alignment for Multi-Task
     Learning", CVPR 2023, Algorithm 1 / Eq. 10: with the Gramian ``G = J Jᵀ = V Λ Vᵀ``, the

@@ -52,7 +52,8 @@ def solve_dual(gram, c, iters, steps=None):
 
 
 class CAGrad(Weighting):
-    """CAGrad: d = g₀ + c‖g₀‖ g_w/‖g_w‖, w minimising g_wᵀg₀ + c‖g₀‖‖g_w‖ over the simplex (g₀ = mean gradient).
+    """CAGrad (Liu et al. NeurIPS 2021): d = g₀ + c‖g₀‖ g_w/‖g_w‖, w minimising g_wᵀg₀ + c‖g₀‖‖g_w‖ over the
+    simplex (g₀ = mean gradient).
 
     Liu, Liu, Jin, Stone, Liu, "Conflict-Averse Gradient Descent for Multi-task Learning",
     NeurIPS 2021: maximise the worst task improvement min_i g_iᵀd subject to ‖d − g₀‖ ≤ c‖g₀‖

@@ -10,7 +10,8 @@ NOTICE = ("all", "last")
 
 
 class ConalConflict(Weighting):
-    """CoNAL's conflict rule: shared blocks from the first conflicting one on get zero gradient.
+    """CoNAL's conflict rule (Yue, PhD thesis 2023): shared blocks from the first conflicting one on get zero
+    gradient.
 
     With g_t^p the gradient of task t w.r.t. shared block p (one block per encoder stage,
     ``parameter_blocks()``), let p* be the shallowest *watched* block where some pair of tasks

@@ -6,7 +6,8 @@ from .conal_conflict import ConalConflict
 
 
 class ConalProConflict(ConalConflict):
-    """CoNAL-Pro's conflict rule: = conal_conflict with notice=last (conflicts noticed on the last block only).
+    """CoNAL-Pro's conflict rule (Yue, PhD thesis 2023): = conal_conflict with notice=last (conflicts noticed
+    on the last block only).
 
     A preset, registered under its own name so that ``conal_pro``'s search rounds and existing
     configs can name it: ``notice`` is fixed (not a parameter here), everything else is

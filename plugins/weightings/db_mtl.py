@@ -21,7 +21,7 @@ def rescaled_sum(ema):
 
 
 class DBMTL(Weighting):
-    """DB-MTL: log-loss gradients, smoothed by an EMA, rescaled to the largest task's norm.
+    """DB-MTL (Lin et al. 2023): log-loss gradients, smoothed by an EMA, rescaled to the largest task's norm.
 
     Lin et al., "Dual-Balancing for Multi-Task Learning", arXiv 2308.12029 (2023), §3,
     Eqs. 5–7 and its algorithm:

@@ -7,7 +7,7 @@ from mtl_platform.params import Param
 
 
 class DWA(Weighting):
-    """Dynamic weight average: w_k = K·softmax_k(r_k / T), r_k = L_k(e−1) / L_k(e−2).
+    """Dynamic weight average (Liu et al. CVPR 2019): w_k = K·softmax_k(r_k / T), r_k = L_k(e−1) / L_k(e−2).
 
     L_k(e) is task k's mean training loss of epoch e; for the first two epochs w_k = 1.
     The weights change once per epoch (``epoch_end``), never per batch.

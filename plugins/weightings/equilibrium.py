@@ -41,7 +41,8 @@ def equilibrium_step(w, adjusted_gram, lr, steps):
 
 
 class Equilibrium(Weighting):
-    """Domain Gradient Equilibrium: r_k = g_k − w_k ŝ_k, ŝ_k the adjusted domain-specific parts; sum (or mean).
+    """Domain Gradient Equilibrium (Zhang et al. ACM MM 2024): r_k = g_k − w_k ŝ_k, ŝ_k the adjusted
+    domain-specific parts; sum (or mean).
 
     Zhang, Li, Shin, "Embracing Domain Gradient Conflicts: Domain Generalization Using Domain
     Gradient Equilibrium", ACM MM 2024. Implements (spec gradients.md §2.2):

@@ -4,7 +4,7 @@ from mtl_platform.hookspecs import hookimpl
 
 
 class EW(Weighting):
-    """Equal weighting: w_t = 1, i.e. minimise Σ_t L_t."""
+    """Equal weights: w_t = 1, i.e. minimise Σ_t L_t (no paper: the usual multi-task baseline)."""
 
     name = "ew"
     promises = ("nonnegative",)

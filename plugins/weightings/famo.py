@@ -11,7 +11,8 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 class FAMO(Weighting):
-    """FAMO: logits ξ, weights z = softmax(ξ) on the log-losses, ξ learned from the loss decrease.
+    """FAMO (Liu et al. NeurIPS 2023): logits ξ, weights z = softmax(ξ) on the log-losses, ξ learned from the
+    loss decrease.
 
     Liu, Liang, Chen, Liu, "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023,
     §3, Algorithm 1. With D_t = L_t − L_t* (the ``min_losses``

@@ -9,7 +9,8 @@ from mtl_platform.params import Param
 
 
 class Fixed(Weighting):
-    """Fixed weights: w_t from ``weights`` (task → weight), constant through training.
+    """Fixed weights (no paper: a static trade-off, or the weights a search learned): w_t from ``weights``
+    (task → weight), constant through training.
 
     A loss weighting (every parameter gets ∇ Σ_t w_t L_t). Weights are used as given (not
     renormalised): DSMTL-AL's learned weights lie on the simplex, as in the thesis's Eq. 6.10.

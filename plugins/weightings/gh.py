@@ -28,7 +28,8 @@ def harmonised_coefficients(gram, eps=0.0):
 
 
 class GH(Weighting):
-    """Gradient Harmonization: loss weights τ_k = 1 − Σ_{i≠k} δ(g_iᵀg_k<0) g_iᵀg_k/‖g_k‖².
+    """Gradient Harmonization (Huang et al. TPAMI 2024): loss weights τ_k = 1 − Σ_{i≠k} δ(g_iᵀg_k<0)
+    g_iᵀg_k/‖g_k‖².
 
     Huang, Song, Zhang, "Gradient Harmonization in Unsupervised Domain Adaptation", IEEE TPAMI
     2024 (arXiv 2408.00288). For two tasks this is Eq. 42 — the coefficients of Eq. 28/29

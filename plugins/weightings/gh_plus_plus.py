@@ -61,7 +61,8 @@ def rotation_terms(gram, before, lam):
 
 
 class GHPlusPlus(Weighting):
-    """GH++: angle-dependent asymmetric loss weights τ₁ = 1+2 sin(λφ/2), τ₂ = 1+2 sin((λ−1)φ/2), φ = θ₁₂−π/2.
+    """GH++ (Huang et al. TPAMI 2024): angle-dependent asymmetric loss weights τ₁ = 1+2 sin(λφ/2), τ₂ = 1+2
+    sin((λ−1)φ/2), φ = θ₁₂−π/2.
 
     Huang, Song, Zhang, "Gradient Harmonization in Unsupervised Domain Adaptation", IEEE TPAMI
     2024 (arXiv 2408.00288), §3.5 Eqs. 33–40 (Theorem 2) and the loss-weight form Eq. 43,

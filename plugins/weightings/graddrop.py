@@ -7,7 +7,8 @@ from mtl_platform.params import Param
 
 
 class GradDrop(Weighting):
-    """Gradient sign dropout: per coordinate, keep only the positive or only the negative parts.
+    """Gradient sign dropout (Chen et al. NeurIPS 2020): per coordinate, keep only the positive or only the
+    negative parts.
 
     Chen et al., "Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign
     Dropout", NeurIPS 2020, §3 (Eqs. 1–2 and Algorithm 1). With the task gradients g_t (rows of

@@ -16,7 +16,8 @@ def present_mean(values, present):
 
 
 class GradNorm(Weighting):
-    """GradNorm: learnable task weights that equalise the weighted gradient norms, tilted by α.
+    """GradNorm (Chen et al. ICML 2018): learnable task weights that equalise the weighted gradient norms,
+    tilted by α.
 
     Chen, Badrinarayanan, Lee, Rabinovich, "GradNorm: Gradient Normalization for Adaptive
     Loss Balancing in Deep Multitask Networks", ICML 2018, §3.2:

@@ -10,7 +10,8 @@ SIN_EPS = 1e-8   # floor on sin(θ̂) = √(1 − φ̂²) in the coefficient's d
 
 
 class GradVac(Weighting):
-    """Gradient Vaccine: pull each task's gradient towards an EMA target cosine with the others.
+    """Gradient Vaccine (Wang et al. ICLR 2021): pull each task's gradient towards an EMA target cosine with
+    the others.
 
     Wang, Tsvetkov, Firat, Cao, "Gradient Vaccine: Investigating and Improving Multi-task
     Optimization in Massively Multilingual Models", ICLR 2021, §3 (Eqs. 3–5: the closed-form

@@ -38,7 +38,8 @@ def imtl_weights(gram, rcond=None):
 
 
 class IMTL(Weighting):
-    """IMTL-G: the combination of task gradients whose projections onto every unit task gradient are equal.
+    """IMTL-G (Liu et al. ICLR 2021): the combination of task gradients whose projections onto every unit task
+    gradient are equal.
 
     Liu, Li, Kuang, Xue, Chen, Yang, Liao, Zhang, "Towards Impartial Multi-task Learning",
     ICLR 2021, §3.2 (gradient balance): find d = Σ_t α_t g_t with Σ_t α_t = 1 and

@@ -11,7 +11,8 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
 class MGDA(Weighting):
-    """MGDA: the update is the minimum-norm point of the convex hull of the task gradients.
+    """MGDA (Désidéri 2012; Sener & Koltun NeurIPS 2018): the update is the minimum-norm point of the convex
+    hull of the task gradients.
 
     Désidéri, "Multiple-gradient descent algorithm (MGDA) for multiobjective optimization",
     C. R. Math. 2012; Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization",

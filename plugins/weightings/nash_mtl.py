@@ -10,7 +10,8 @@ from ._solvers import bargaining_objective, bargaining_residual, nash_bargaining
 
 
 class NashMTL(Weighting):
-    """Nash-MTL: weights α > 0 solving the bargaining condition Gα = 1/α; the update is Σ α_t g_t.
+    """Nash-MTL (Navon et al. ICML 2022): weights α > 0 solving the bargaining condition Gα = 1/α; the update
+    is Σ α_t g_t.
 
     Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik, Fetaya, "Multi-Task Learning as a
     Bargaining Game", ICML 2022. The Nash bargaining solution over the ball satisfies

@@ -22,7 +22,8 @@ def pcgrad_coefficients(gram, order, eps=0.0):
 
 
 class PCGrad(Weighting):
-    """PCGrad: each g_i, against the others in random order, loses its component along any g_j it conflicts with; sum.
+    """PCGrad (Yu et al. NeurIPS 2020): each g_i, against the others in random order, loses its component
+    along any g_j it conflicts with; sum.
 
     Yu, Kumar, Gupta, Levine, Hausman, Finn, "Gradient Surgery for Multi-Task Learning",
     NeurIPS 2020, Algorithm 1: for each task i, g_i^PC = g_i; for each j ≠ i in random order,

@@ -10,7 +10,7 @@ DISTRIBUTIONS = ("normal", "uniform", "dirichlet", "bernoulli")
 
 
 class RLW(Weighting):
-    """Random loss weighting: fresh random task weights w = m·f(λ̃) at every step.
+    """Random loss weighting (Lin et al. TMLR 2022): fresh random task weights w = m·f(λ̃) at every step.
 
     Lin, Ye, Zhang, Tsang, "Reasonable Effectiveness of Random Weighting: A Litmus Test for
     Multi-Task Learning", TMLR 2022, §3 (the RLW objective Σ_t λ_t L_t with λ = f(λ̃),

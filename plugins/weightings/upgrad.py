@@ -9,7 +9,8 @@ from ._solvers import nonneg_qp, psd_gram, tiny, working_gram
 
 
 class UPGrad(Weighting):
-    """UPGrad: the mean of each task gradient projected onto the dual cone of all task gradients.
+    """UPGrad (Quinton & Rey 2024): the mean of each task gradient projected onto the dual cone of all task
+    gradients.
 
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", arXiv 2406.16232,
     2024 (the definition of the UPGrad aggregator): ``A(J) = (1/m) Σ_i π_J(g_i)`` with

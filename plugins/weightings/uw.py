@@ -8,7 +8,8 @@ from mtl_platform.params import Param
 
 
 class UW(Weighting):
-    """Uncertainty weighting: learnable s_t = log σ_t², objective Σ_t ½e^{−s_t} L_t + ½ s_t.
+    """Uncertainty weighting (Kendall et al. CVPR 2018): learnable s_t = log σ_t², objective Σ_t ½e^{−s_t} L_t
+    + ½ s_t.
 
     The model receives ∇ Σ_t w_t L_t with w_t = ½e^{−s_t} (detached); the s_t are learned
     through the auxiliary loss Σ_t ½e^{−s_t} L_t + ½ s_t over the detached losses, whose
