@@ -38,7 +38,7 @@ class ConFIG(Weighting):
     permutation equivariant. A gradient method (DESIGN.md §3.2).
     """
 
-    name = "config"
+    name = "config_grad"
     needs = Needs.GRAMIAN
     scales_heads = False
     params = (
