@@ -3,7 +3,8 @@ used only when ``torchjd`` is installed: the project does not depend on it) on r
 Jacobians and on the hard families where both are defined.
 
 Known, documented differences, which the comparisons avoid rather than hide: TorchJD's
-DualProj adds a ridge (``reg_eps``) to the normalised Gramian for quadprog (here it is made
+FairGrad runs scipy's ``least_squares`` (tolerances ~1e-8; ours is solved to ~1e-15, with
+``eps: 0``, no ridge); its DualProj adds a ridge (``reg_eps``) to the normalised Gramian for quadprog (here it is made
 1e-14; the answers differ by about that ridge); its Krum picks one of tied scores by index where ours selects every tied one, so
 Krum is compared only where the ``n_selected``-th score is not tied, and with
 ``squared: false`` (TorchJD scores with plain distances, the paper with squared ones).
@@ -16,6 +17,7 @@ import torch
 from mtl_platform.gradients.combine import call_weighting
 from mtl_platform_plugins.weightings.config_grad import ConFIG
 from mtl_platform_plugins.weightings.dualproj import DualProj
+from mtl_platform_plugins.weightings.fairgrad import FairGrad
 from mtl_platform_plugins.weightings.krum import Krum
 from mtl_platform_plugins.weightings.modo import MoDo
 from mtl_platform_plugins.weightings.sdmgrad import SDMGrad
@@ -121,3 +123,14 @@ def test_sdmgrad_matches_torchjd_over_several_steps():
             gram = jac @ jac.T
             assert torch.allclose(ours_w.respond(torch.ones(m, dtype=F64), gram=gram), reference(1e8 * gram),
                                   atol=1e-9), m
+
+
+def test_fairgrad_matches_torchjd():
+    """TorchJD's weights come from scipy's least squares, exact to its default tolerances (~1e-8)."""
+    pytest.importorskip("scipy")
+    for alpha in (0.5, 1.0, 2.0, 5.0):
+        reference = aggregation.FairGradWeighting(alpha)
+        for m, jac in random_jacobians(count=2):
+            gram = jac @ jac.T
+            w = FairGrad(tasks(m), alpha=alpha, eps=0.0).respond(torch.ones(m, dtype=F64), gram=gram)
+            assert close(w, reference(gram), 1e-7), (alpha, m)
