@@ -4,7 +4,8 @@ Jacobians and on the hard families where both are defined.
 
 Known, documented differences, which the comparisons avoid rather than hide: TorchJD's
 FairGrad runs scipy's ``least_squares`` (tolerances ~1e-8; ours is solved to ~1e-15, with
-``eps: 0``, no ridge); its DualProj adds a ridge (``reg_eps``) to the normalised Gramian for quadprog (here it is made
+``eps: 0``, no ridge); its ExcessMTL keeps simplex weights (ours sum to m) and divides by
+the baseline + 1e-7; its DualProj adds a ridge (``reg_eps``) to the normalised Gramian for quadprog (here it is made
 1e-14; the answers differ by about that ridge); its Krum picks one of tied scores by index where ours selects every tied one, so
 Krum is compared only where the ``n_selected``-th score is not tied, and with
 ``squared: false`` (TorchJD scores with plain distances, the paper with squared ones).
@@ -17,6 +18,7 @@ import torch
 from mtl_platform.gradients.combine import call_weighting
 from mtl_platform_plugins.weightings.config_grad import ConFIG
 from mtl_platform_plugins.weightings.dualproj import DualProj
+from mtl_platform_plugins.weightings.excess_mtl import ExcessMTL
 from mtl_platform_plugins.weightings.fairgrad import FairGrad
 from mtl_platform_plugins.weightings.krum import Krum
 from mtl_platform_plugins.weightings.modo import MoDo
@@ -134,3 +136,19 @@ def test_fairgrad_matches_torchjd():
             gram = jac @ jac.T
             w = FairGrad(tasks(m), alpha=alpha, eps=0.0).respond(torch.ones(m, dtype=F64), gram=gram)
             assert close(w, reference(gram), 1e-7), (alpha, m)
+
+
+def test_excess_mtl_matches_torchjd_over_several_steps():
+    """TorchJD with ``n_warmup_steps`` = n ≥ 1 is ours with ``warmup_steps`` = n, its weights on the
+    simplex (ours / m); its baseline + 1e-7 moves the weights by ~1e-7 relative (checked to 1e-6).
+    (Its n = 0, which updates on the first call with the raw excess, has no counterpart here.)"""
+    for n in (1, 3):
+        for m in range(2, 11):
+            gen = torch.Generator().manual_seed(m)
+            ours_w = ExcessMTL(tasks(m), step_size=0.5, warmup_steps=n)
+            reference = aggregation.ExcessMTLWeighting(robust_step_size=0.5, n_warmup_steps=n)
+            scales = torch.logspace(-1, 1, m, dtype=F64)[:, None]
+            for _ in range(8):
+                jac = scales * torch.randn(m, 20, generator=gen, dtype=F64)
+                w = ours_w.respond(torch.ones(m, dtype=F64), jacobian=jac)
+                assert torch.allclose(w / m, reference(jac), rtol=1e-6, atol=0), (n, m)
