@@ -9,8 +9,9 @@ from mtl_platform_plugins.weightings.excess_mtl import ExcessMTL
 
 F64 = torch.float64
 ONES = torch.ones(2, dtype=F64)
-J1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=F64)
-J2 = torch.tensor([[3.0, 0.0], [0.0, 2.0]], dtype=F64)
+# a third, zero coordinate (P = 3 ≠ m: the answer is task weights; a zero coordinate adds no excess)
+J1 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]], dtype=F64)
+J2 = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0]], dtype=F64)
 
 
 def test_excess_mtl_hand_steps():
@@ -54,3 +55,12 @@ def test_excess_mtl_leaves_an_absent_task_out():
     # the present tasks as in test_excess_mtl_hand_steps' step 2: Ê/Ê⁰ = (9/√10, √2/2), w = 2·softmax
     expected = 2 * torch.softmax(torch.tensor([9 / math.sqrt(10), math.sqrt(2) / 2], dtype=F64), 0)
     assert torch.allclose(w[:2], expected, rtol=1e-14)
+
+
+def test_excess_mtl_with_as_many_coordinates_as_tasks_returns_the_combined_gradient():
+    """P = m: an (m,) answer would be read as the gradient itself (it was: (1, 1) instead of wᵀJ)."""
+    ex = ExcessMTL(["a", "b"], step_size=1.0, eps=0.0)
+    for jac in (J1[:, :2], J2[:, :2]):
+        answer, combined = call_weighting(ex, ONES, jac)
+    a = 2 / (1 + math.exp(math.sqrt(2) / 2 - 9 / math.sqrt(10)))
+    assert torch.allclose(combined, torch.tensor([a, 2 - a], dtype=F64) @ J2[:, :2], rtol=1e-14)
