@@ -70,6 +70,10 @@ class Dense(Domain):
 
         c = self.config
         if c["backbone"] == "segnet":
+            h, w = self.image_size
+            if h < 32 or w < 32 or h % 32 or w % 32:
+                raise UserError(f"domain.data.image_size: {[h, w]} with backbone segnet; its five 2x2 poolings "
+                                f"need both sides divisible by 32 (e.g. {[max(32, h // 32 * 32), max(32, w // 32 * 32)]})")
             return segnet_encoder(self.image_size, width=c["width"])
         return resnet_encoder(int(c["backbone"][len("resnet"):]), self.image_size, width=c["width"],
                               output_stride=c["output_stride"], pretrained=c["pretrained"], where="domain.pretrained")

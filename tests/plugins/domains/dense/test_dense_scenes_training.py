@@ -81,3 +81,13 @@ def test_scenes_quickstart_prints_delta_p_and_eta_and_beats_the_constant(tmp_pat
     results = json.loads((run / "results.json").read_text())
     constant, spec = constant_scores([])
     assert_beats_constant(results["test"], constant, spec)
+
+
+def test_a_segnet_image_size_not_divisible_by_32_is_one_line_and_exit_2(tmp_path, capsys):
+    from conftest import assert_one_line_error
+    from test_cli import run_cli
+
+    code, out, err = run_cli(["train", str(QUICKSTART), "--no-progress", "--set", "domain.data.image_size=[40,64]",
+                              "--set", f"output.root={tmp_path / 'runs'}"], capsys)
+    assert_one_line_error(code, out, err, r"domain\.data\.image_size: \[40, 64\].*segnet.*divisible by 32")
+    assert not (tmp_path / "runs").exists()
