@@ -27,6 +27,9 @@ CROSS_CUTTING = {
         "test_weighting_family_solvers.py",   # MGDA, Nash-MTL, UPGrad, IMTL-G, Aligned-MTL
         "test_weighting_family_staples.py",   # RLW, GradNorm, GradVac, GradDrop, FAMO, DB-MTL
         "test_weighting_absent_tasks.py",     # every registered weighting with a task absent (partial labels)
+        "test_weighting_symmetries.py",       # every registered weighting: task order, one task
+        "test_weighting_summaries.py",        # every registered weighting's summary names its paper
+        "test_weighting_torchjd.py",          # the TorchJD-backed ones against TorchJD (skipped without it)
     },
     "architectures": {
         "test_architectures.py",                         # every registered architecture
