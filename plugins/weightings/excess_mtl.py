@@ -5,8 +5,10 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
+from ._lazy_state import LazyBuffers
 
-class ExcessMTL(Weighting):
+
+class ExcessMTL(LazyBuffers, Weighting):
     """ExcessMTL (He et al. ICML 2024): loss weights w ∝ w·exp(η·Ê_t/Ê_t⁰), Ê_t = g_tᵀ diag(√Σg_t²)⁻¹ g_t an
     excess-risk estimate with an Adagrad-style diagonal Hessian.
 
@@ -55,6 +57,7 @@ class ExcessMTL(Weighting):
     """
 
     name = "excess_mtl"
+    lazy_buffers = ("sq_sum",)
     needs = Needs.JACOBIAN
     scales_heads = True
     mode = "param"
@@ -111,12 +114,6 @@ class ExcessMTL(Weighting):
         if jac.shape[1] == jac.shape[0]:  # P = m: task weights would be read as a gradient (combine.form)
             return w.to(jac.dtype) @ jac
         return w.to(jac.dtype)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        saved = state_dict.get(prefix + "sq_sum")
-        if saved is not None and saved.shape != self.sq_sum.shape:  # allocated lazily
-            self.sq_sum = torch.zeros(saved.shape, dtype=saved.dtype, device=self.sq_sum.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @hookimpl

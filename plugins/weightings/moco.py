@@ -6,12 +6,13 @@ from mtl_platform.gradients.combine import gramian
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
+from ._lazy_state import LazyBuffers
 from ._solvers import project_simplex_over
 
 SIMPLEX_MAPS = ("projection", "softmax")
 
 
-class MoCo(Weighting):
+class MoCo(LazyBuffers, Weighting):
     """MoCo (Fernando et al. ICLR 2023): tracked task gradients y_t ← y_t − β(y_t − g_t) and simplex weights
     λ ← Π_Δ(λ − γ(YYᵀ + ρI)λ); the update is Σ λ_t y_t.
 
@@ -59,6 +60,7 @@ class MoCo(Weighting):
     """
 
     name = "moco"
+    lazy_buffers = ("y",)
     needs = Needs.JACOBIAN
     scales_heads = False
     mode = "param"
@@ -115,12 +117,6 @@ class MoCo(Weighting):
         self.y = y
         self.lam = lam.to(jac.dtype)
         return lam.to(jac.dtype) @ y
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        saved = state_dict.get(prefix + "y")
-        if saved is not None and saved.shape != self.y.shape:  # allocated lazily
-            self.y = torch.zeros(saved.shape, dtype=saved.dtype, device=self.y.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @hookimpl
