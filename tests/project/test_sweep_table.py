@@ -31,6 +31,7 @@ def fake_sweep(tmp_path, values):
 
 
 def test_rows_are_mean_std_and_welch_p_against_the_reference(tmp_path):
+    """(and, with paired columns, the same-seed differences and their one-sample t-test)"""
     ew, gh = [0.20, 0.22, 0.25], [0.30, 0.26, 0.31]
     values = {**{("ew", s): v for s, v in enumerate(ew)}, **{("gh", s): v for s, v in enumerate(gh)}}
     module = load()
@@ -45,3 +46,18 @@ def test_rows_are_mean_std_and_welch_p_against_the_reference(tmp_path):
     assert cells[-1] == "0,1,2"
     reference = next(line for line in text.splitlines() if "(reference)" in line)
     assert reference.startswith("| weighting.name=ew (reference) ")
+
+
+def test_paired_columns_are_the_same_seed_differences_and_their_t_test(tmp_path):
+    ew, gh = [0.20, 0.02, 0.25], [0.21, 0.04, 0.26]   # seeds differ far more than the methods
+    values = {**{("ew", s): v for s, v in enumerate(ew)}, **{("gh", s): v for s, v in enumerate(gh)}}
+    module = load()
+    groups = module.collect(fake_sweep(tmp_path, values), "detection", ["AP"])
+    text = module.table(groups, ["AP"], "weighting.name=ew", with_paired=True)
+    row = next(line for line in text.splitlines() if line.startswith("| weighting.name=gh "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    diffs = [g - e for g, e in zip(gh, ew)]
+    assert cells[2] == f"{stats.ttest_ind(gh, ew, equal_var=False).pvalue:.2f}"   # Welch: no difference seen
+    assert cells[3] == f"{statistics.mean(diffs):+.3f}" == "+0.013"
+    assert cells[4] == f"{stats.ttest_1samp(diffs, 0.0).pvalue:.2f}"
+    assert float(cells[4]) < 0.1 < float(cells[2])
