@@ -21,6 +21,17 @@ def _table(params) -> list[str]:
     return rows
 
 
+def _param_list(comp) -> str:
+    """A component's parameters with their defaults, as one table cell."""
+    return ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
+
+
+def _component_rows(registry, kind: str) -> list[str]:
+    """The table of the built-in components of ``kind``: name, parameters, summary."""
+    return ["| name | parameters | what it is |", "|---|---|---|"] + [
+        f"| `{comp.name}` | {_param_list(comp)} | {comp.summary} |" for comp in registry.components(kind)]
+
+
 def config_markdown() -> str:
     """The config reference (docs/config.md's generated part) from the declared parameters and
     the defaults the built-in plugins declare."""
@@ -44,24 +55,16 @@ def config_markdown() -> str:
               "Null by default: the domain's ordinary update. A closure method (docs/pga.md, \"The closure "
               "seam\") re-evaluates the batch's losses at perturbed parameters and steps the base optimizer "
               "itself; name one as `closure: sam` or `closure: {name: pga, radius: 0.001}` (on the command line "
-              "`--set closure.name=sam`). It is left out of run hashes while null. The built-in closure methods:", "",
-              "| name | parameters | what it is |", "|---|---|---|"]
-    for comp in registry.components("closure"):
-        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
-        lines.append(f"| `{comp.name}` | {params} | {comp.summary} |")
-    lines.append("")
+              "`--set closure.name=sam`). It is left out of run hashes while null. The built-in closure methods:", ""]
+    lines += _component_rows(registry, "closure") + [""]
     lines += ["## `loggers`", "",
               "A list of loggers, empty by default: each a name or a mapping with `name` and its parameters, "
               "e.g. `loggers: [tensorboard, csv]` (on the command line `--set 'loggers=[csv]'`). They write the "
               "run's scalars (every number of `metrics.jsonl` and `diagnostics.jsonl`) as it trains, through the "
               "training-loop hooks; how a run is logged is not what it learns, so the list is left out of run "
               "hashes. A third-party logger is a plugin like any other (docs/writing-a-plugin.md, docs/report.md). "
-              "The built-in loggers:", "",
-              "| name | parameters | what it is |", "|---|---|---|"]
-    for comp in registry.components("logger"):
-        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
-        lines.append(f"| `{comp.name}` | {params} | {comp.summary} |")
-    lines.append("")
+              "The built-in loggers:", ""]
+    lines += _component_rows(registry, "logger") + [""]
     for section, params in FIXED_SECTIONS.items():
         lines += [f"## `{section}`", ""] + _table(params) + [""]
     return "\n".join(lines)
@@ -78,8 +81,7 @@ def weightings_markdown(plugin: str = "mtl_platform.weightings") -> str:
             continue
         cls = comp.cls
         kind = "loss weighting" if cls.scales_heads else "gradient method"
-        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
-        lines.append(f"| `{comp.name}` | {cls.needs.name} | {kind} | {params} | {comp.summary} |")
+        lines.append(f"| `{comp.name}` | {cls.needs.name} | {kind} | {_param_list(comp)} | {comp.summary} |")
     return "\n".join(lines) + "\n"
 
 
@@ -92,9 +94,8 @@ def architectures_markdown(plugin: str = "mtl_platform.architectures") -> str:
     for comp in registry.components("architecture"):
         if comp.plugin != plugin:
             continue
-        params = ", ".join(f"`{p.name}`={p.default!r}" for p in flatten(comp.params)) or "-"
         rep = "yes" if comp.cls.has_rep else "no (param)"
-        lines.append(f"| `{comp.name}` | {rep} | {params} | {comp.summary} |")
+        lines.append(f"| `{comp.name}` | {rep} | {_param_list(comp)} | {comp.summary} |")
     return "\n".join(lines) + "\n"
 
 

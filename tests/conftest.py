@@ -140,6 +140,21 @@ def assert_one_line_error(code, stdout: str, err: str, pattern: str = "") -> str
     return lines[0]
 
 
+def assert_train_refuses(config: dict, sets, tmp_path, capsys, pattern: str) -> str:
+    """``mtl train`` of ``config`` with the ``--set`` style ``sets`` (output under tmp_path/runs) is
+    refused in one line matching ``pattern``, exit 2, and writes no run folder. Returns the line."""
+    from mtl_platform.config import apply_overrides
+    from test_cli import run_cli
+
+    raw, _ = apply_overrides(config, [f"output.root={tmp_path / 'runs'}", *sets])
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    code, out, err = run_cli(["train", str(path), "--no-progress"], capsys)
+    line = assert_one_line_error(code, out, err, pattern)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    return line
+
+
 class InterruptAt:
     """Simulates Ctrl-C right after the checkpoint of ``step`` (in ``stage``, any stage if None)."""
 

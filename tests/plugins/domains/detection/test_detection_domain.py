@@ -17,7 +17,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.experiment import build_domain, build_experiment
 from mtl_platform_plugins.domains.detection.metrics import METRIC_NAMES
 
-from conftest import assert_one_line_error, weighting_args
+from conftest import assert_one_line_error, assert_train_refuses, weighting_args
 from test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -78,16 +78,6 @@ def test_evaluation_reports_every_ap_over_the_split(domain, one_thread):
     assert all(0.0 <= v <= 1.0 for v in metrics["detection"].values())
 
 
-def _refused(tmp_path, capsys, sets, pattern):
-    cfg, _ = config()
-    raw, _ = apply_overrides(cfg, [f"output.root={tmp_path / 'runs'}", *sets])
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    code, out, err = run_cli(["train", str(path), "--no-progress"], capsys)
-    assert_one_line_error(code, out, err, pattern)
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-
-
 @pytest.mark.parametrize("sets, pattern", [
     (["domain.detector=yolo"], r"domain.detector.*'yolo'"),
     (["architecture=mtan"], r"architecture 'mtan'.*use architecture: hps"),
@@ -98,7 +88,7 @@ def _refused(tmp_path, capsys, sets, pattern):
     (["domain.pretrained=/nonexistent/resnet18.pth"], r"domain.pretrained: weights file.*not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, sets, pattern):
-    _refused(tmp_path, capsys, sets, pattern)
+    assert_train_refuses(config()[0], sets, tmp_path, capsys, pattern)
 
 
 def test_local_pretrained_backbone_weights_are_loaded(tmp_path, one_thread):

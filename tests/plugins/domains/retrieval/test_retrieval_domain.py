@@ -19,7 +19,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.experiment import build_domain, build_experiment
 from mtl_platform.gradients import GradientEngine
 
-from conftest import assert_one_line_error, weighting_args
+from conftest import assert_one_line_error, assert_train_refuses, weighting_args
 from test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -147,16 +147,6 @@ def test_evaluation_reports_recall_of_every_query_kind_over_the_split(domain, on
     assert all(p.grad is None for p in exp.model.parameters())
 
 
-def _refused(tmp_path, capsys, sets, pattern):
-    cfg, _ = config()
-    raw, _ = apply_overrides(cfg, [f"output.root={tmp_path / 'runs'}", *sets])
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
-    code, out, err = run_cli(["train", str(path), "--no-progress"], capsys)
-    assert_one_line_error(code, out, err, pattern)
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-
-
 @pytest.mark.parametrize("sets, pattern", [
     (["domain.perturbation={name: cw}"], r"domain.perturbation.name.*'cw'"),
     (["domain.perturbation={name: fgsm, eps: 1.5}"], r"domain.perturbation.eps: got 1.5, expected .* in \(0, 1\]"),
@@ -172,7 +162,7 @@ def _refused(tmp_path, capsys, sets, pattern):
     (["domain.tasks=[noisy]"], r"domain.tasks: unknown task 'noisy'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, sets, pattern):
-    _refused(tmp_path, capsys, sets, pattern)
+    assert_train_refuses(config()[0], sets, tmp_path, capsys, pattern)
 
 
 def test_the_paper_config_names_the_missing_data_in_one_line(tmp_path, capsys):
