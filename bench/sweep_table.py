@@ -8,6 +8,8 @@ the two-sided Welch p-value of the difference to the reference group (``mtl_plat
 p_value_welch``; "–" with fewer than 3 seeds on either side); a last column lists the seeds. Every
 group is printed, favourable or not, in the sweep's order. The output is a Markdown table.
 
+``--per-seed METRIC`` prints instead one row per group and one column per seed of that metric.
+
 ``--paired`` adds, per metric, the mean over seeds of the difference to the reference run of the
 same seed and the two-sided one-sample t-test p-value of those differences (a paired t-test:
 the runs of one seed share the initial weights and the batch order, so where seeds differ far
@@ -75,6 +77,16 @@ def table(groups: dict[str, dict], metrics: list[str], reference: str, digits: i
     return "\n".join(lines)
 
 
+def per_seed(groups: dict[str, dict], metric: str, digits: int = 3) -> str:
+    """One row per group, one column per seed: every run's value of ``metric``."""
+    seeds = sorted({s for row in groups.values() for s in row["seeds"]})
+    lines = ["| group | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|" + "---|" * (len(seeds) + 1)]
+    for name, row in groups.items():
+        value = dict(zip(row["seeds"], row[metric]))
+        lines.append(f"| {name} | " + " | ".join(f"{value[s]:.{digits}f}" if s in value else "–" for s in seeds) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", type=Path)
@@ -83,11 +95,15 @@ def main() -> None:
     ap.add_argument("--reference", required=True, help="the reference group's name, e.g. weighting.name=ew")
     ap.add_argument("--digits", type=int, default=3)
     ap.add_argument("--paired", action="store_true", help="add the paired (same-seed) difference and its p-value")
+    ap.add_argument("--per-seed", metavar="METRIC", help="print every run's value of METRIC, one column per seed")
     args = ap.parse_args()
     metrics = [m for m in args.metrics.split(",") if m]
     groups = collect(args.sweep, args.task, metrics)
     if args.reference not in groups:
         raise SystemExit(f"sweep_table: no group named {args.reference!r}; groups: {', '.join(groups)}")
+    if args.per_seed:
+        print(per_seed(collect(args.sweep, args.task, [args.per_seed]), args.per_seed, args.digits))
+        return
     print(table(groups, metrics, args.reference, args.digits, args.paired))
 
 

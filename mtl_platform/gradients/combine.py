@@ -73,9 +73,17 @@ def needed(needs: Needs, jacobian: Tensor, block_sizes: Sequence[int] | None = N
     raise ValueError(f"unknown needs {needs!r}")
 
 
+def answer_hint(weighting) -> Needs | None:
+    """What ``form`` is told of ``weighting``'s answers: its ``needs``, except for a loss weighting
+    (``scales_heads``), whose answer is always task weights — so ExcessMTL's (m,) answer is not
+    read as a gradient when the space happens to have P = m coordinates."""
+    return None if weighting.scales_heads else weighting.needs
+
+
 def form(out: Tensor, m: int, p: int, blocks: int, needs: Needs | None = None) -> str:
     """Which of the three forms ``out`` is: 'weights', 'block_weights' or 'vector'
-    (a Jacobian weighting's (P,) answer is a vector even when P happens to equal m)."""
+    (a Jacobian gradient method's (P,) answer is a vector even when P happens to equal m;
+    ``needs``: ``answer_hint`` of the weighting)."""
     if out.dim() == 1 and out.shape[0] == p and needs is Needs.JACOBIAN:
         return "vector"
     if out.dim() == 1 and out.shape[0] == m:
@@ -110,4 +118,4 @@ def call_weighting(weighting, losses: Tensor, jacobian: Tensor, block_sizes: Seq
     """
     computed = needed(weighting.needs, jacobian, block_sizes)
     out = weighting.respond(losses, present=present, **computed).detach()
-    return out, combined_gradient(out, jacobian, block_sizes, weighting.needs)
+    return out, combined_gradient(out, jacobian, block_sizes, answer_hint(weighting))

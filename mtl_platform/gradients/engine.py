@@ -70,7 +70,7 @@ from .. import distributed
 from ..contracts.weighting import Needs, Weighting
 from ..errors import UserError
 from .accumulate import GramianAccumulator
-from .combine import GRAMIAN_DTYPES, form, gramian
+from .combine import GRAMIAN_DTYPES, answer_hint, form, gramian
 from .spaces import AccumulatedSpace, ExplicitSpace, JacobianSpace, RepSpace, task_gradients
 
 MODES = ("param", "rep")
@@ -369,19 +369,19 @@ class GradientEngine:
     def _gradient_path(self, weighting, vector, amp, apply, params, diagnose, terms, detached, present=None):
         m = vector.shape[0]
         space = self._distribute(self._space_for(weighting, params))
-        computed = space.compute(vector, amp, weighting.needs, terms)
+        computed = space.compute(vector, amp, weighting.needs, terms, answer_hint(weighting))
         if isinstance(space, AccumulatedSpace) and not self._verified and not self._verify(space, terms, amp):
             self.say_once(f"gradients: the accumulated task Gramian disagrees with the model's gradients (a "
                           f"parameter used outside its module's forward?); using the per-task Jacobian from now on")
             self.accumulator.close()
             self.accumulator = None
             space = self._distribute(self._space_for(weighting, params))
-            computed = space.compute(vector, amp, weighting.needs, terms)
+            computed = space.compute(vector, amp, weighting.needs, terms, answer_hint(weighting))
         saved = self._snapshot(weighting)
         answer = weighting.respond(detached, present=present, **computed).detach()
         self._keep_state_on_overflow(weighting, saved, computed)
         p, blocks = space.size()
-        form(answer, m, p, blocks, weighting.needs)  # an answer of no known form: one clear error
+        form(answer, m, p, blocks, answer_hint(weighting))  # an answer of no known form: one clear error
         coeff = self._coefficients(weighting, answer, m, p, blocks, vector)
         space.apply(answer, coeff, apply)
         self._average_local_gradients(space)
@@ -424,12 +424,12 @@ class GradientEngine:
         self.steps += 1
         diagnose = self.diagnostics_every and self.steps % self.diagnostics_every == 0
         space = self._space_for(weighting, params, reusable=True)
-        computed = space.compute(vector, amp, weighting.needs, terms)
+        computed = space.compute(vector, amp, weighting.needs, terms, answer_hint(weighting))
         rows = weighting.sequence(vector.detach(), **computed).detach()
         m, (p, blocks) = vector.shape[0], space.size()
         trainable = [q for q in self.model.parameters() if q.requires_grad]
         for row in rows:
-            form(row, m, p, blocks, weighting.needs)
+            form(row, m, p, blocks, answer_hint(weighting))
         coeffs = torch.stack([self._coefficients(weighting, row, m, p, blocks, vector) for row in rows]) / len(rows)
         # a gradient method weights the losses outside the space by 1/s on every row (`_coefficients`)
         uniform = len(rows) == 1 or not weighting.scales_heads
@@ -498,7 +498,7 @@ class GradientEngine:
     @staticmethod
     def _coefficients(weighting, answer: Tensor, m: int, p: int, blocks: int, like: Tensor) -> Tensor:
         """The loss coefficients for parameters outside the gradient space."""
-        if weighting.scales_heads and form(answer, m, p, blocks, weighting.needs) == "weights":
+        if weighting.scales_heads and form(answer, m, p, blocks, answer_hint(weighting)) == "weights":
             return answer.to(like.dtype)
         return torch.ones(m, dtype=like.dtype, device=like.device)
 

@@ -30,6 +30,8 @@ from torch import Tensor
 from ..contracts.weighting import Needs
 from .accumulate import GramianAccumulator
 from .combine import combined_gradient, form, gramian, needed
+
+ANSWERS_LIKE_NEEDS = object()  # compute's default: read answers by the weighting's needs
 from .jacobian import task_jacobian
 
 
@@ -102,9 +104,11 @@ class GradientSpace:
         self.precision = precision
         self.computed: dict = {}
 
-    def compute(self, losses: Tensor, amp, needs: Needs, terms=None) -> dict:
+    def compute(self, losses: Tensor, amp, needs: Needs, terms=None, answers=ANSWERS_LIKE_NEEDS) -> dict:
         """What ``needs`` asks for, from the loss vector ``losses`` (``terms``: the scalars it was
-        stacked from, so each task's backward pass visits only its own graph)."""
+        stacked from, so each task's backward pass visits only its own graph). ``answers``: what
+        ``combine.form`` is told when it reads the answer (``combine.answer_hint``; by default
+        ``needs``)."""
         raise NotImplementedError
 
     def apply(self, answer: Tensor, coeff: Tensor, scale) -> None:
@@ -153,8 +157,8 @@ class JacobianSpace(GradientSpace):
     def size(self):
         return self.n, len(self.block_sizes)
 
-    def compute(self, losses, amp, needs, terms=None):
-        self.needs = needs
+    def compute(self, losses, amp, needs, terms=None, answers=ANSWERS_LIKE_NEEDS):
+        self.needs = needs if answers is ANSWERS_LIKE_NEEDS else answers
         m = losses.shape[0]
         inputs = self.shared + self.others
         total = sum(p.numel() for p in inputs)
@@ -196,8 +200,8 @@ class AccumulatedSpace(GradientSpace):
     def size(self):
         return sum(p.numel() for p in self.accumulator.space), self.accumulator.n_blocks
 
-    def compute(self, losses, amp, needs, terms=None):
-        self.needs = needs
+    def compute(self, losses, amp, needs, terms=None, answers=ANSWERS_LIKE_NEEDS):
+        self.needs = needs if answers is ANSWERS_LIKE_NEEDS else answers
         grams, self.state = self.accumulator.compute(losses, self.others, self.precision, amp, terms)
         self.computed = {"gram": grams[0]} if needs is Needs.GRAMIAN else {"block_grams": grams}
         return self.computed
@@ -220,8 +224,8 @@ class ExplicitSpace(GradientSpace):
     def size(self):
         return sum(p.numel() for p in self.params), 1
 
-    def compute(self, losses, amp, needs, terms=None):
-        self.needs = needs
+    def compute(self, losses, amp, needs, terms=None, answers=ANSWERS_LIKE_NEEDS):
+        self.needs = needs if answers is ANSWERS_LIKE_NEEDS else answers
         self.losses = losses
         self.amp = amp
         self.jac = task_gradients(losses, amp, self.params, terms=terms)
@@ -276,8 +280,8 @@ class RepSpace(GradientSpace):
     def size(self):
         return self.rep.numel(), 1
 
-    def compute(self, losses, amp, needs, terms=None):
-        self.needs = needs
+    def compute(self, losses, amp, needs, terms=None, answers=ANSWERS_LIKE_NEEDS):
+        self.needs = needs if answers is ANSWERS_LIKE_NEEDS else answers
         self.losses = losses
         self.jac = task_gradients(losses, amp, [self.rep], terms=terms)
         self.computed = needed(needs, self.jac, precision=self.precision)

@@ -31,11 +31,8 @@ class ExcessMTL(LazyBuffers, Weighting):
     answer is task weights applied to the losses: a *loss weighting* (``scales_heads``), every
     parameter gets ∇Σ w_t L_t, as the authors' code and LibMTL backpropagate Σ w_t L_t. The
     weights sum to the number of tasks (LibMTL's scale, EW's w = 1; the paper's simplex
-    weights times m: η means the same). One exception, shape-forced: when the gradient space
-    has exactly m coordinates (P = m, e.g. the two-parameter pareto_toy with two tasks) an (m,)
-    answer of a JACOBIAN weighting is read as the aggregated gradient (``combine.form``), so
-    the weighting returns ``wᵀJ`` itself; the space's update is the same, but parameters
-    outside it then get the unweighted ∇Σ L_t.
+    weights times m: η means the same). Being a loss weighting, its (m,) answer is read as
+    task weights even when the gradient space has exactly m coordinates (``combine.answer_hint``).
 
     Open choices, each documented: the baseline Ê_t⁰ is the mean of Ê_t over the task's first
     ``warmup_steps`` steps, during which its weight does not move (1 = the authors' code and
@@ -111,8 +108,6 @@ class ExcessMTL(LazyBuffers, Weighting):
         self.logits = logits.to(jac.dtype)
         self.baseline = base.to(jac.dtype)
         self.seen = seen
-        if jac.shape[1] == jac.shape[0]:  # P = m: task weights would be read as a gradient (combine.form)
-            return w.to(jac.dtype) @ jac
         return w.to(jac.dtype)
 
 

@@ -61,3 +61,12 @@ def test_paired_columns_are_the_same_seed_differences_and_their_t_test(tmp_path)
     assert cells[3] == f"{statistics.mean(diffs):+.3f}" == "+0.013"
     assert cells[4] == f"{stats.ttest_1samp(diffs, 0.0).pvalue:.2f}"
     assert float(cells[4]) < 0.1 < float(cells[2])
+
+
+def test_per_seed_lists_every_run(tmp_path):
+    values = {("ew", 0): 0.2, ("ew", 1): 0.02, ("gh", 1): 0.04}
+    module = load()
+    groups = module.collect(fake_sweep(tmp_path, values), "detection", ["AP"])
+    lines = module.per_seed(groups, "AP").splitlines()
+    assert lines[0] == "| group | seed 0 | seed 1 |"
+    assert lines[2:] == ["| weighting.name=ew | 0.200 | 0.020 |", "| weighting.name=gh | – | 0.040 |"]

@@ -288,3 +288,38 @@ def test_an_explicit_space_of_every_parameter_takes_no_extra_backward(monkeypatc
     expected = torch.autograd.grad((answer * vec).sum(), everything, allow_unused=True, materialize_grads=True)
     for got, want in zip(grads_of(model), expected):
         assert torch.allclose(got, want, atol=1e-12)
+
+
+class JacobianLossWeighting(Weighting):
+    """A loss weighting that needs the Jacobian (like ExcessMTL) and answers fixed task weights."""
+
+    name = "jacobian_loss_weighting"
+    needs = Needs.JACOBIAN
+    scales_heads = True
+
+    def weights(self, losses, jacobian=None, **computed):
+        return torch.tensor([2.0, 0.5], dtype=jacobian.dtype)
+
+
+def test_a_loss_weighting_that_needs_the_jacobian_is_read_as_task_weights_when_p_equals_m():
+    """P = m = 2 shared coordinates: the (2,) answer of a loss weighting is task weights, so the
+    shared parameters get wᵀJ and the heads Σ w_t ∇L_t (it was read as the gradient itself,
+    and the heads got the unweighted sum)."""
+    torch.manual_seed(0)
+    shared = nn.Linear(1, 2, bias=False)                        # P = 2 = m
+    heads = nn.ModuleList(nn.Linear(2, 1) for _ in range(2))
+    model = nn.ModuleDict(dict(shared=shared, heads=heads))
+    model.shared_parameters = lambda: list(shared.parameters())
+    x = torch.randn(8, 1)
+
+    def losses(m):
+        z = torch.tanh(m["shared"](x))
+        return {t: (m["heads"][i](z) - i).pow(2).mean() for i, t in enumerate(["a", "b"])}
+
+    GradientEngine(model, JacobianLossWeighting(["a", "b"]), ["a", "b"]).backward(
+        losses(model), params=list(shared.parameters()))
+    l = losses(model)
+    weighted = 2.0 * l["a"] + 0.5 * l["b"]
+    want = torch.autograd.grad(weighted, list(model.parameters()))
+    for p, g in zip(model.parameters(), want):
+        assert torch.allclose(p.grad, g, atol=1e-6), (p.shape, p.grad, g)

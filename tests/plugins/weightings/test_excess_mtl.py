@@ -4,8 +4,9 @@ import math
 
 import torch
 
-from mtl_platform.gradients.combine import call_weighting
+from mtl_platform.gradients.combine import answer_hint, call_weighting, form
 from mtl_platform_plugins.weightings.excess_mtl import ExcessMTL
+from mtl_platform_plugins.weightings.trimmed_mean import TrimmedMean
 
 F64 = torch.float64
 ONES = torch.ones(2, dtype=F64)
@@ -57,10 +58,15 @@ def test_excess_mtl_leaves_an_absent_task_out():
     assert torch.allclose(w[:2], expected, rtol=1e-14)
 
 
-def test_excess_mtl_with_as_many_coordinates_as_tasks_returns_the_combined_gradient():
-    """P = m: an (m,) answer would be read as the gradient itself (it was: (1, 1) instead of wᵀJ)."""
+def test_excess_mtl_with_as_many_coordinates_as_tasks_is_read_as_task_weights():
+    """P = m: a loss weighting's (m,) answer is task weights (``combine.answer_hint``), not the
+    gradient itself (it was read as the gradient: (1, 1) instead of wᵀJ); a Jacobian gradient
+    method's (P,) answer is still the gradient."""
     ex = ExcessMTL(["a", "b"], step_size=1.0, eps=0.0)
     for jac in (J1[:, :2], J2[:, :2]):
         answer, combined = call_weighting(ex, ONES, jac)
     a = 2 / (1 + math.exp(math.sqrt(2) / 2 - 9 / math.sqrt(10)))
+    assert torch.allclose(answer, torch.tensor([a, 2 - a], dtype=F64), rtol=1e-14)
     assert torch.allclose(combined, torch.tensor([a, 2 - a], dtype=F64) @ J2[:, :2], rtol=1e-14)
+    assert form(answer, 2, 2, 1, answer_hint(ex)) == "weights"
+    assert form(answer, 2, 2, 1, answer_hint(TrimmedMean(["a", "b"]))) == "vector"
