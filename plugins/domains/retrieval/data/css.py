@@ -5,7 +5,9 @@ Layout, as the release distributes it (https://github.com/google/tirg, "CSS" dat
     <root>/css_toy_dataset_novel2_small.dup.npy
     <root>/images/css_{train,test}_{index:06d}.png
 
-What we assume of the ``.npy`` file (a 0-d numpy object array pickled by Python 2, holding a
+The ``.npy`` file, as the release's own loader reads it (``CSSDataset`` in the TIRG repository's
+``datasets.py``: ``np.load(...).item()``; no real file could be checked here) — a 0-d numpy object
+array pickled by Python 2, holding a
 dict; read here without ``allow_pickle``'s arbitrary code, by a restricted unpickler that admits
 numpy arrays and plain Python values only):
 
