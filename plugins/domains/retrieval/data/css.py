@@ -6,10 +6,9 @@ Layout, as the release distributes it (https://github.com/google/tirg, "CSS" dat
     <root>/images/css_{train,test}_{index:06d}.png
 
 The ``.npy`` file, as the release's own loader reads it (``CSSDataset`` in the TIRG repository's
-``datasets.py``: ``np.load(...).item()``; no real file could be checked here) — a 0-d numpy object
-array pickled by Python 2, holding a
-dict; read here without ``allow_pickle``'s arbitrary code, by a restricted unpickler that admits
-numpy arrays and plain Python values only):
+``datasets.py``: ``np.load(...).item()``; no real file could be checked here): a 0-d numpy object
+array pickled by Python 2, holding a dict, read here without ``allow_pickle``'s arbitrary code, by
+a restricted unpickler that admits numpy arrays and plain Python values only:
 
 - ``data[split]`` for ``split`` in ``train``, ``test``, each a dict with
   - ``objects_img``: one entry per image of the split (image ``i`` is ``css_{split}_{i:06d}.png``),
