@@ -20,7 +20,10 @@ MTL = [sys.executable, "-c", "from mtl_platform.cli import main; main()"]
 
 
 def start(args, env):
-    return subprocess.Popen(MTL + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT back to its default in the child: a test run launched in the background (nohup ... &,
+    # as CI may be) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    return subprocess.Popen(MTL + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, proc, timeout=120.0):
