@@ -63,6 +63,20 @@ def working_gram(gram: Tensor) -> Tensor:
     return symmetric(gram.to(working_dtype(gram)))
 
 
+def cosine_eigen(g: Tensor, rel: float):
+    """The cosine matrix K = G/(‖g‖‖g‖ᵀ) of a working Gramian and its ``eigh``: returns
+    (alive, norms, lam, vec, kept) — tasks with a nonzero gradient, ‖g_t‖ (1 for a zero one),
+    K's eigenvalues and vectors, and which eigenvalues exceed ``rel · λ_max`` (the kept span;
+    deciding rank on directions alone, whatever the norms: Aligned-MTL, ConFIG)."""
+    diag = torch.diagonal(g).clamp_min(0)
+    alive = diag > diag.amax() * 1e-30
+    norms = torch.where(alive, diag, torch.ones_like(diag)).sqrt()
+    both = alive[:, None] & alive[None, :]
+    cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), torch.zeros_like(g))
+    lam, vec = torch.linalg.eigh(cosines)
+    return alive, norms, lam, vec, lam > rel * lam.amax().clamp_min(0)
+
+
 def scale_of(gram: Tensor) -> Tensor:
     """The mean squared task-gradient norm, ``trace(G)/m``, floored away from zero (a 0-d tensor)."""
     return torch.diagonal(gram).mean().clamp_min(tiny(gram))

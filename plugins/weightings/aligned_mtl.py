@@ -6,7 +6,7 @@ from mtl_platform.errors import UserError
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._solvers import working_gram
+from ._solvers import cosine_eigen, working_gram
 
 SCALES = ("min", "median", "rmse")
 
@@ -28,13 +28,7 @@ def alignment_matrix(gram, eps=None, scale="min"):
     g = working_gram(gram)
     m = g.shape[0]
     rel = m * torch.finfo(g.dtype).eps if eps is None else float(eps)
-    diag = torch.diagonal(g).clamp_min(0)
-    alive = diag > diag.amax() * 1e-30
-    norms = torch.where(alive, diag, torch.ones_like(diag)).sqrt()
-    both = alive[:, None] & alive[None, :]
-    cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), torch.zeros_like(g))
-    lam, vec = torch.linalg.eigh(cosines)
-    kept_k = lam > rel * lam.amax().clamp_min(0)
+    alive, norms, lam, vec, kept_k = cosine_eigen(g, rel)
     factor = vec * torch.where(kept_k, lam, torch.zeros_like(lam)).sqrt()
     left, sing, _ = torch.linalg.svd(torch.where(alive, norms, torch.zeros_like(norms))[:, None] * factor)
     keep = torch.arange(m, device=g.device) < kept_k.sum()           # S is sorted: the rank of F comes first

@@ -5,7 +5,7 @@ from mtl_platform.contracts import Needs, Weighting
 from mtl_platform.hookspecs import hookimpl
 from mtl_platform.params import Param
 
-from ._solvers import tiny, working_gram
+from ._solvers import cosine_eigen, tiny, working_gram
 
 
 class ConFIG(Weighting):
@@ -52,13 +52,7 @@ class ConFIG(Weighting):
         g = working_gram(gram)
         m = g.shape[0]
         rel = m * torch.finfo(g.dtype).eps if self.rcond is None else float(self.rcond)
-        diag = torch.diagonal(g).clamp_min(0)
-        alive = diag > diag.amax() * 1e-30
-        norms = torch.where(alive, diag, torch.ones_like(diag)).sqrt()
-        both = alive[:, None] & alive[None, :]
-        cosines = torch.where(both, g / (norms[:, None] * norms[None, :]), torch.zeros_like(g))
-        lam, vec = torch.linalg.eigh(cosines)
-        kept = lam > rel * lam.amax().clamp_min(0)
+        alive, norms, lam, vec, kept = cosine_eigen(g, rel)
         inverse = torch.where(kept, 1.0 / torch.where(kept, lam, torch.ones_like(lam)), torch.zeros_like(lam))
         y = vec @ (inverse * (vec.sum(0)))                         # K⁺ 1
         c = torch.where(alive, y / norms, torch.zeros_like(y))
